@@ -1,0 +1,3 @@
+module github.com/smartclient/smartclient
+
+go 1.26
