@@ -14,9 +14,9 @@
 //
 //	v  major version, must be 1
 //	t  measurement time, Unix milliseconds (required, > 0)
-//	q  requests in flight at the member (0..MaxInFlight)
+//	q  requests in flight at the member (0..MaxInFlight, default 0)
 //	c  concurrency capacity, 0 = unknown (0..MaxInFlight)
-//	u  utilisation, 1.0 = fully busy (0..MaxUtil, finite)
+//	u  utilisation, 1.0 = fully busy (0..MaxUtil, finite, default 0)
 //	s  state: ok or draining (default ok)
 //	e  membership epoch the member knows (optional, 0 = none)
 //
@@ -28,6 +28,13 @@
 //	m  one member: its URL, then optional #w=WEIGHT (0 < w <= MaxWeight) and
 //	   #z=ZONE attributes. URLs must have a scheme and host and contain none of
 //	   ';', '#', ',' or white space.
+//
+// Numbers are plain decimals (no sign other than a leading '-', no hex, no
+// '_'); values are visible ASCII without ',' (URLs percent-encode the rest);
+// schemes are lower case; e=0 is allowed in a members record. A value that
+// is not a number is ErrMalformed, a number outside its range ErrOutOfRange,
+// and a record or URL over its limit ErrTooLarge. In practice MaxMembersLen
+// binds before MaxMembers × MaxURLLen does.
 package wire
 
 import "errors"
