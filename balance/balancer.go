@@ -270,9 +270,7 @@ func (b *Balancer) setMembersLocked(members []Member) error {
 		if e == nil || e.Member != m {
 			ne := newEndpoint(m, float64(b.cfg.InitialCost))
 			if e != nil { // same URL, new weight or zone: keep what we learned
-				ne.costBits.Store(e.costBits.Load())
-				ne.costStamp.Store(e.costStamp.Load())
-				ne.health = e.health
+				ne.inherit(e)
 			}
 			e = ne
 		}
@@ -305,7 +303,9 @@ func (b *Balancer) rebuildLocked() {
 			eligible = append(eligible, e)
 		}
 	}
-	panicMode := float64(len(eligible)) < b.cfg.Health.PanicThreshold*float64(len(b.all))
+	// Draining members left on purpose: they do not count towards the panic
+	// threshold, or a rolling restart would readmit ejected members.
+	panicMode := float64(len(eligible)) < b.cfg.Health.PanicThreshold*float64(len(live))
 	switch {
 	case len(live) == 0:
 		// Every member is draining: better a draining member than none.
@@ -340,7 +340,8 @@ func (b *Balancer) Tick(now int64, activeProbe bool) (probe []*Endpoint, next in
 				} else {
 					changed = e.health.expire(now) || changed
 				}
-			} else if next == 0 || e.health.until < next {
+			} else if e.health.until != math.MaxInt64 && (next == 0 || e.health.until < next) {
+				// (MaxInt64 marks a probe in progress: nothing for Tick to do.)
 				next = e.health.until
 			}
 		}

@@ -41,10 +41,11 @@ func (c BudgetConfig) Validate() error {
 	switch {
 	case bad(c.Ratio) || c.Ratio > 10:
 		return fmt.Errorf("budget: Ratio %v must be in (0, 10]", c.Ratio)
-	case bad(c.MinPerSecond):
-		return fmt.Errorf("budget: MinPerSecond %v must be a finite value >= 0", c.MinPerSecond)
-	case bad(c.Burst):
-		return fmt.Errorf("budget: Burst %v must be a finite value >= 0", c.Burst)
+	// Tokens are counted in int64 micro-tokens, hence the upper bounds.
+	case bad(c.MinPerSecond) || c.MinPerSecond > maxTokens:
+		return fmt.Errorf("budget: MinPerSecond %v must be in [0, 1e9]", c.MinPerSecond)
+	case bad(c.Burst) || c.Burst > maxTokens:
+		return fmt.Errorf("budget: Burst %v must be in [0, 1e9]", c.Burst)
 	}
 	return nil
 }
@@ -58,7 +59,10 @@ type Budget struct {
 	last                 atomic.Int64
 }
 
-const microToken = 1_000_000
+const (
+	microToken = 1_000_000
+	maxTokens  = 1e9
+)
 
 // NewBudget returns a full Budget; cfg must be valid.
 func NewBudget(cfg BudgetConfig, now int64) *Budget {
@@ -86,10 +90,25 @@ func (b *Budget) add(delta int64) {
 func (b *Budget) refill(now int64) {
 	last := b.last.Load()
 	dt := now - last
-	if dt <= 0 || !b.last.CompareAndSwap(last, now) {
+	if dt <= 0 {
 		return
 	}
-	b.add(int64(float64(dt) / float64(time.Second) * float64(b.perSec)))
+	delta := float64(dt) / float64(time.Second) * float64(b.perSec)
+	credit := int64(min(delta, float64(b.burst))) // capped: no overflow after a long idle time
+	if credit < 1 {
+		return
+	}
+	// Consume only the time that earned whole micro-tokens and leave the
+	// rest for a later call: with calls a few hundred ns apart, each refill
+	// would otherwise round most of its share away.
+	next := now
+	if delta < float64(b.burst) {
+		next = min(now, last+int64(float64(credit)/float64(b.perSec)*float64(time.Second)))
+	}
+	if !b.last.CompareAndSwap(last, next) {
+		return
+	}
+	b.add(credit)
 }
 
 // Deposit records one first attempt.

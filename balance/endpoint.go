@@ -66,6 +66,26 @@ func newEndpoint(m Member, initialCost float64) *Endpoint {
 	return e
 }
 
+// inherit copies what the balancer learned about old, the endpoint of the
+// same URL in the previous member list, into e, which no one else sees yet.
+// In-flight counts stay with old: those attempts end with Done on old.
+func (e *Endpoint) inherit(old *Endpoint) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	e.costBits.Store(old.costBits.Load())
+	e.costStamp.Store(old.costStamp.Load())
+	e.others.Store(old.others.Load())
+	e.utilBits.Store(old.utilBits.Load())
+	e.loadExpires.Store(old.loadExpires.Load())
+	e.capacity.Store(old.capacity.Load())
+	e.picks.Store(old.picks.Load())
+	e.successes.Store(old.successes.Load())
+	e.failures.Store(old.failures.Load())
+	e.health = old.health
+	e.draining = old.draining
+	e.lastLoad = old.lastLoad
+}
+
 // InFlight is the number of requests this director has outstanding at the member.
 func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
 

@@ -33,7 +33,8 @@ type HealthConfig struct {
 	// PanicThreshold: when fewer than this fraction of members are eligible,
 	// the director ignores ejections and spreads work over every member,
 	// since failing everything is worse than trying members that look dead.
-	// Default 0.5; a negative value disables panic mode.
+	// Default 0.5; a negative value disables panic mode, except that when no
+	// member at all is eligible every member is used (and Snapshot.Panic set).
 	PanicThreshold float64
 }
 

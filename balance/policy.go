@@ -68,10 +68,24 @@ func RandomUntried(eps []*Endpoint, in *PickInput) *Endpoint {
 			return e
 		}
 	}
-	start := intn(in.Rand, n)
-	for i := range n {
-		if e := eps[(start+i)%n]; !in.IsTried(e) {
-			return e
+	// Choose uniformly among the untried ones. Scanning from a random start
+	// instead would favour the member just after a run of tried ones.
+	untried := 0
+	for _, e := range eps {
+		if !in.IsTried(e) {
+			untried++
+		}
+	}
+	if untried == 0 {
+		return nil
+	}
+	k := intn(in.Rand, untried)
+	for _, e := range eps {
+		if !in.IsTried(e) {
+			if k == 0 {
+				return e
+			}
+			k--
 		}
 	}
 	return nil

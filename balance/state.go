@@ -14,6 +14,9 @@ const StateVersion = 1
 // MaxStateSize bounds the saved state Restore accepts.
 const MaxStateSize = 4 << 20
 
+// maxSavedCost is the largest latency estimate saved state may hold.
+const maxSavedCost = float64(time.Hour)
+
 // ErrBadState wraps every reason Restore refuses saved state.
 var ErrBadState = errors.New("balance: invalid saved state")
 
@@ -41,7 +44,9 @@ func (b *Balancer) Save(now int64) ([]byte, error) {
 	for _, e := range b.all {
 		s.Members = append(s.Members, SavedMember{
 			URL: e.Member.URL, Weight: e.Member.Weight, Zone: e.Member.Zone,
-			CostNanos: e.Cost(now, b.env.Tau),
+			// Clamped to what ParseState accepts: a balancer must be able
+			// to restore whatever it saved, even after a very slow attempt.
+			CostNanos: min(e.Cost(now, b.env.Tau), maxSavedCost),
 		})
 	}
 	b.mu.Unlock()
@@ -62,7 +67,7 @@ func ParseState(data []byte) (SavedState, error) {
 	}
 	ms := make([]Member, len(s.Members))
 	for i, m := range s.Members {
-		if m.CostNanos < 0 || math.IsNaN(m.CostNanos) || m.CostNanos > float64(time.Hour) {
+		if m.CostNanos < 0 || math.IsNaN(m.CostNanos) || m.CostNanos > maxSavedCost {
 			return s, fmt.Errorf("%w: member %q has cost %v ns; want 0..1h", ErrBadState, m.URL, m.CostNanos)
 		}
 		ms[i] = Member{URL: m.URL, Weight: m.Weight, Zone: m.Zone}

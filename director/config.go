@@ -57,6 +57,12 @@ type Config struct {
 	// ProbeTimeout bounds one probe. Default 1s.
 	ProbeTimeout time.Duration
 
+	// Poller, if set, is asked for every member's load each PollInterval:
+	// eager updates, for members that do not piggy-back load on replies.
+	Poller LoadPoller
+	// PollInterval is the time between polling rounds. Default 1s.
+	PollInterval time.Duration
+
 	// LearnMembers lets members replace the member list through membership
 	// records piggy-backed on replies (the paper's lazy update). Default off:
 	// a member could otherwise steer clients anywhere (see AcceptMembers).
@@ -121,6 +127,9 @@ func (c Config) withDefaults() Config {
 	if c.TickInterval == 0 {
 		c.TickInterval = 50 * time.Millisecond
 	}
+	if c.PollInterval == 0 {
+		c.PollInterval = time.Second
+	}
 	if c.ProbeTimeout == 0 {
 		c.ProbeTimeout = time.Second
 	}
@@ -156,8 +165,8 @@ func (c Config) Validate() error {
 		return errors.New("director: Hedge.MinDelay and Hedge.MinSamples must be >= 0")
 	case c.Hedge.MaxHedges < 0 || c.Hedge.MaxHedges > 8:
 		return fmt.Errorf("director: Hedge.MaxHedges %d must be in 1..8", c.Hedge.MaxHedges)
-	case c.TickInterval < 0 || c.ProbeTimeout < 0:
-		return errors.New("director: TickInterval and ProbeTimeout must be >= 0")
+	case c.TickInterval < 0 || c.ProbeTimeout < 0 || c.PollInterval < 0:
+		return errors.New("director: TickInterval, ProbeTimeout and PollInterval must be >= 0")
 	}
 	if err := c.Budget.Validate(); err != nil {
 		return err

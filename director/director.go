@@ -115,6 +115,7 @@ type Director struct {
 
 	requests, failed, retries, hedges, budgetDenied atomic.Uint64
 	badReports, rejectedMembers, learned            atomic.Uint64
+	polls, pollErrors                               atomic.Uint64
 	probesRunning                                   sync.WaitGroup
 }
 
@@ -152,6 +153,9 @@ func New(cfg Config, members []balance.Member) (*Director, error) {
 	d.budget = balance.NewBudget(cfg.Budget, 0)
 	d.lat = balance.NewLatency(0, 0)
 	d.armTick()
+	if cfg.Poller != nil {
+		d.armPoll()
+	}
 	return d, nil
 }
 
@@ -166,6 +170,10 @@ func (d *Director) Balancer() *balance.Balancer { return d.bal }
 
 // Policy returns the name of the selection policy in use.
 func (d *Director) Policy() string { return d.pol }
+
+// Config returns the director's configuration with defaults applied, so an
+// adapter can tell whether attempts may be cancelled by a timeout or a hedge.
+func (d *Director) Config() Config { return d.cfg }
 
 // Now returns the director's time: nanoseconds since it was created.
 func (d *Director) Now() int64 { return int64(d.cfg.Clock.Now().Sub(d.origin)) }

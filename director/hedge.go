@@ -31,8 +31,9 @@ type raceResult struct {
 func (d *Director) race(ctx context.Context, r Request, first *balance.Endpoint, number int,
 	tried []*balance.Endpoint, in *balance.PickInput) (*Attempt, []AttemptError, int, []*balance.Endpoint) {
 	var (
-		mu      sync.Mutex // guards over; held while a result is sent
+		mu      sync.Mutex // guards over and won; held while a result is sent
 		over    bool
+		won     bool // the race ended with a winner
 		results = make(chan raceResult, 1+d.cfg.Hedge.MaxHedges)
 		running []*Attempt
 		fails   []AttemptError
@@ -47,8 +48,13 @@ func (d *Director) race(ctx context.Context, r Request, first *balance.Endpoint,
 			err := d.run(a, r)
 			mu.Lock()
 			if over {
+				lost := won
 				mu.Unlock()
-				if err == nil {
+				// Another attempt won and cancelled this one: say so, rather
+				// than pass on the context error the action returned. (The
+				// context's cause cannot tell: finish may cancel it with
+				// ErrHedgeLost before the caller's cancel reaches it.)
+				if err == nil || lost {
 					err = ErrHedgeLost
 				}
 				r.Cleanup(a, err)
@@ -76,7 +82,7 @@ func (d *Director) race(ctx context.Context, r Request, first *balance.Endpoint,
 			timer.Stop()
 		}
 		mu.Lock()
-		over = true
+		over, won = true, win != nil
 		mu.Unlock()
 		for _, a := range running {
 			if a != win {

@@ -13,6 +13,8 @@ type Stats struct {
 	BadReports      uint64 // unparseable load or membership records
 	RejectedMembers uint64 // membership records refused
 	LearnedMembers  uint64 // membership records applied
+	Polls           uint64 // load polls sent
+	PollErrors      uint64 // load polls that failed
 	BudgetTokens    float64
 	Epoch           uint64
 	Panic           bool
@@ -32,6 +34,8 @@ func (d *Director) Stats() Stats {
 		BadReports:      d.badReports.Load(),
 		RejectedMembers: d.rejectedMembers.Load(),
 		LearnedMembers:  d.learned.Load(),
+		Polls:           d.polls.Load(),
+		PollErrors:      d.pollErrors.Load(),
 		BudgetTokens:    d.budget.Tokens(),
 		Epoch:           d.bal.Epoch(),
 		Panic:           d.bal.Snapshot().Panic,
