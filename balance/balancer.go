@@ -100,7 +100,7 @@ func New(cfg Config, members []Member, r Rand) (*Balancer, error) {
 	cfg = cfg.withDefaults()
 	b := &Balancer{
 		cfg:   cfg,
-		env:   Env{Tau: float64(cfg.CostDecay), Zone: cfg.Zone},
+		env:   Env{Tau: float64(cfg.CostDecay), Zone: cfg.Zone, Rand: r},
 		rnd:   r,
 		byURL: map[string]*Endpoint{},
 	}
@@ -265,10 +265,11 @@ func (b *Balancer) setMembersLocked(members []Member) error {
 	}
 	all := make([]*Endpoint, 0, len(members))
 	byURL := make(map[string]*Endpoint, len(members))
+	initial := b.typicalCostLocked()
 	for _, m := range members {
 		e := b.byURL[m.URL]
 		if e == nil || e.Member != m {
-			ne := newEndpoint(m, float64(b.cfg.InitialCost))
+			ne := newEndpoint(m, initial)
 			if e != nil { // same URL, new weight or zone: keep what we learned
 				ne.inherit(e)
 			}
@@ -280,6 +281,26 @@ func (b *Balancer) setMembersLocked(members []Member) error {
 	b.all, b.byURL = all, byURL
 	b.rebuildLocked()
 	return nil
+}
+
+// typicalCostLocked is the latency a member joining now is assumed to have:
+// the median of the current members' measured costs, so that a newcomer is
+// neither flooded (a guess far below its peers) nor starved (far above);
+// InitialCost when nothing has been measured yet.
+func (b *Balancer) typicalCostLocked() float64 {
+	costs := make([]float64, 0, len(b.all))
+	for _, e := range b.all {
+		e.mu.Lock()
+		if e.measured {
+			costs = append(costs, math.Float64frombits(e.costBits.Load()))
+		}
+		e.mu.Unlock()
+	}
+	if len(costs) == 0 {
+		return float64(b.cfg.InitialCost)
+	}
+	slices.Sort(costs)
+	return costs[len(costs)/2]
 }
 
 func (b *Balancer) rebuild() {

@@ -56,6 +56,7 @@ type Endpoint struct {
 
 	mu       sync.Mutex // serialises writers of the fields above and health
 	health   health
+	measured bool // a latency sample has replaced the initial guess; guarded by mu
 	draining bool // guarded by mu
 	lastLoad wire.Load
 }
@@ -82,6 +83,7 @@ func (e *Endpoint) inherit(old *Endpoint) {
 	e.successes.Store(old.successes.Load())
 	e.failures.Store(old.failures.Load())
 	e.health = old.health
+	e.measured = old.measured
 	e.draining = old.draining
 	e.lastLoad = old.lastLoad
 }
@@ -123,7 +125,11 @@ func (e *Endpoint) Capacity() int64 { return e.capacity.Load() }
 func (e *Endpoint) observe(now int64, rtt float64, tau float64) {
 	prev := e.Cost(now, tau)
 	c := rtt
-	if rtt < prev {
+	if !e.measured {
+		// The first sample replaces the initial guess outright: blending
+		// towards it would take dozens of replies per member.
+		e.measured = true
+	} else if rtt < prev {
 		w := 0.0
 		if dt := now - e.costStamp.Load(); dt > 0 && tau > 0 {
 			w = 1 - math.Exp(-float64(dt)/tau)

@@ -114,6 +114,8 @@ func (h *health) result(now int64, ok bool, c *HealthConfig, r Rand) bool {
 	if ok {
 		h.consecutive = 0
 		h.winOK++
+		// A success while ejected (in panic mode, or an attempt that began
+		// before the ejection) does not readmit: the ejection runs its course.
 		if h.state == Probing {
 			h.state = Healthy
 			h.ejections = 0

@@ -18,6 +18,9 @@ type Env struct {
 	Tau float64
 	// Zone is the director's own zone, empty if unknown.
 	Zone string
+	// Rand may be used while building (e.g. a random starting point, so that
+	// directors do not move in lockstep); pickers get theirs in PickInput.
+	Rand Rand
 }
 
 // Picker chooses one endpoint for one attempt. Pick is called concurrently
@@ -43,9 +46,11 @@ type PickInput struct {
 }
 
 // IsTried reports whether e is in in.Tried.
+// Endpoints are compared by URL as well, since a membership update during
+// the request may have replaced the endpoint of a member already tried.
 func (in *PickInput) IsTried(e *Endpoint) bool {
 	for _, t := range in.Tried {
-		if t == e {
+		if t == e || t.Member.URL == e.Member.URL {
 			return true
 		}
 	}

@@ -101,6 +101,7 @@ func (b *Balancer) Restore(data []byte, now int64) error {
 		e := b.all[i]
 		e.mu.Lock()
 		e.costBits.Store(math.Float64bits(m.CostNanos))
+		e.measured = true
 		e.costStamp.Store(now)
 		e.mu.Unlock()
 	}

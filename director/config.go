@@ -63,6 +63,11 @@ type Config struct {
 	// PollInterval is the time between polling rounds. Default 1s.
 	PollInterval time.Duration
 
+	// Epoch is the membership epoch of the members passed to New (from a
+	// certificate or saved state), so that a record of the same epoch
+	// piggy-backed on a reply is recognised as nothing new. Default 0.
+	Epoch uint64
+
 	// LearnMembers lets members replace the member list through membership
 	// records piggy-backed on replies (the paper's lazy update). Default off:
 	// a member could otherwise steer clients anywhere (see AcceptMembers).

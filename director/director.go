@@ -143,6 +143,11 @@ func New(cfg Config, members []balance.Member) (*Director, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Epoch > 0 {
+		if _, err := bal.SetMembers(cfg.Epoch, members); err != nil {
+			return nil, err
+		}
+	}
 	d := &Director{
 		cfg:    cfg,
 		bal:    bal,
@@ -236,6 +241,11 @@ func (d *Director) Do(ctx context.Context, r Request) error {
 // returns an error wrapping ErrExhausted.
 func (d *Director) Apply(ctx context.Context, r Request) (*Attempt, error) {
 	d.requests.Add(1)
+	select {
+	case <-d.closed:
+		return nil, d.fail(ErrClosed, nil)
+	default:
+	}
 	idem := false
 	if i, ok := r.(Idempotent); ok {
 		idem = i.Idempotent()
@@ -245,7 +255,8 @@ func (d *Director) Apply(ctx context.Context, r Request) (*Attempt, error) {
 	if k, ok := r.(Keyed); ok {
 		key, hasKey = k.AffinityKey()
 	}
-	d.budget.Deposit(d.Now())
+	now := d.Now() // read the clock once per attempt: it is a large share of Apply's cost
+	d.budget.Deposit(now)
 
 	var triedBuf [8]*balance.Endpoint
 	tried := triedBuf[:0]
@@ -259,13 +270,13 @@ func (d *Director) Apply(ctx context.Context, r Request) (*Attempt, error) {
 			return nil, d.fail(ErrExhausted, errs)
 		}
 		if number > 0 {
-			if !d.budget.Withdraw(d.Now()) {
+			if !d.budget.Withdraw(now) {
 				d.budgetDenied.Add(1)
 				return nil, d.fail(ErrBudget, errs)
 			}
 			d.retries.Add(1)
 		}
-		in := balance.PickInput{Now: d.Now(), Rand: d.cfg.Rand, Tried: tried, Key: key, HasKey: hasKey}
+		in := balance.PickInput{Now: now, Rand: d.cfg.Rand, Tried: tried, Key: key, HasKey: hasKey}
 		e := d.bal.Pick(&in)
 		if e == nil {
 			// Every eligible member has been tried: start a new round after
@@ -275,7 +286,8 @@ func (d *Director) Apply(ctx context.Context, r Request) (*Attempt, error) {
 				return nil, d.fail(err, errs)
 			}
 			tried = tried[:0]
-			in.Now, in.Tried = d.Now(), nil
+			now = d.Now()
+			in.Now, in.Tried = now, nil
 			if e = d.bal.Pick(&in); e == nil {
 				return nil, d.fail(ErrExhausted, errs)
 			}
@@ -285,10 +297,13 @@ func (d *Director) Apply(ctx context.Context, r Request) (*Attempt, error) {
 		var fails []AttemptError
 		if idem && d.cfg.Hedge.Enabled {
 			win, fails, number, tried = d.race(ctx, r, e, number, tried, &in)
+			now = d.Now()
 		} else {
 			tried = append(tried, e)
 			a := d.newAttempt(ctx, e, number, false)
-			if err := d.run(a, r); err == nil {
+			a.start = now
+			var err error
+			if now, err = d.run(a, r); err == nil {
 				return a, nil
 			} else {
 				fails = []AttemptError{d.attemptError(a, err)}
@@ -317,7 +332,7 @@ func (d *Director) fail(reason error, errs []AttemptError) error {
 
 func (d *Director) backoff(round int) time.Duration {
 	b := d.cfg.RetryBackoff << min(round-1, 10)
-	// Full jitter in [b/2, b).
+	// "Equal jitter": uniform in [b/2, b), so a round never comes too early.
 	return b/2 + time.Duration(balance.Float01(d.cfg.Rand)*float64(b/2))
 }
 
@@ -338,11 +353,10 @@ func (d *Director) newAttempt(ctx context.Context, e *balance.Endpoint, n int, h
 	return &Attempt{Member: e.Member, Number: n, Hedge: hedge, d: d, ep: e, ctx: actx, cancel: cancel}
 }
 
-// run performs one attempt on the endpoint Pick chose and feeds the outcome
-// back to the core. It returns the action's error, annotated when the
-// attempt timed out.
-func (d *Director) run(a *Attempt, r Request) error {
-	a.start = d.Now()
+// run performs one attempt, begun at a.start on the endpoint Pick chose, and
+// feeds the outcome back to the core. It returns the time the attempt ended
+// and the action's error, annotated when the attempt timed out.
+func (d *Director) run(a *Attempt, r Request) (int64, error) {
 	var timer interface{ Stop() bool }
 	if d.cfg.AttemptTimeout > 0 {
 		timer = d.cfg.Clock.AfterFunc(d.cfg.AttemptTimeout, func() { a.cancel(ErrAttemptTimeout) })
@@ -362,7 +376,7 @@ func (d *Director) run(a *Attempt, r Request) error {
 	if err == nil {
 		d.lat.Record(now, rtt)
 		d.bal.Done(a.ep, now, rtt, balance.Success)
-		return nil
+		return now, nil
 	}
 	cause := context.Cause(a.ctx)
 	switch {
@@ -377,7 +391,7 @@ func (d *Director) run(a *Attempt, r Request) error {
 	default:
 		d.bal.Done(a.ep, now, rtt, balance.Failure)
 	}
-	return err
+	return now, err
 }
 
 type timeoutError struct{ err error }

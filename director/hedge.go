@@ -44,8 +44,9 @@ func (d *Director) race(ctx context.Context, r Request, first *balance.Endpoint,
 		tried = append(tried, e)
 		a := d.newAttempt(ctx, e, n, hedge)
 		running = append(running, a)
+		a.start = d.Now()
 		go func() {
-			err := d.run(a, r)
+			_, err := d.run(a, r)
 			mu.Lock()
 			if over {
 				lost := won

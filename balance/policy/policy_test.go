@@ -624,9 +624,16 @@ func TestLocality(t *testing.T) {
 	if c := zoneCounts(p, a1, a2); c["a"] != 0 || len(c) < 2 {
 		t.Errorf("with zone a tried: %v, want spill-over to other zones", c)
 	}
-	// Overloaded local members: at capacity, or fully utilised.
+	// Busy but not overloaded: other clients' requests at capacity double
+	// the score, which is not above SpillFactor (2) times the remote one.
 	bal.Report(a1, now, wire.Load{TimeMillis: 1, InFlight: 4, Capacity: 4})
-	bal.Report(a2, now, wire.Load{TimeMillis: 1, InFlight: 1, Util: 1})
+	bal.Report(a2, now, wire.Load{TimeMillis: 1, InFlight: 4, Capacity: 4})
+	if c := zoneCounts(p); c["a"] != 400 {
+		t.Errorf("busy zone a: %v, want all still in a", c)
+	}
+	// Overloaded local members: three times their capacity queued.
+	bal.Report(a1, now, wire.Load{TimeMillis: 1, InFlight: 12, Capacity: 4})
+	bal.Report(a2, now, wire.Load{TimeMillis: 1, InFlight: 12, Capacity: 4})
 	if c := zoneCounts(p); c["a"] != 0 {
 		t.Errorf("overloaded zone a: %v, want spill-over", c)
 	}

@@ -12,8 +12,14 @@ type RoundRobin struct{}
 
 func (RoundRobin) Name() string { return "round-robin" }
 
-func (RoundRobin) Build(eps []*balance.Endpoint, _ balance.Env) balance.Picker {
-	return &rrPicker{eps: eps}
+func (RoundRobin) Build(eps []*balance.Endpoint, env balance.Env) balance.Picker {
+	p := &rrPicker{eps: eps}
+	// Start at a random member, or after every membership change all
+	// directors would send their next request to the same one.
+	if env.Rand != nil {
+		p.next.Store(uint64(balance.Intn(env.Rand, len(eps))))
+	}
+	return p
 }
 
 type rrPicker struct {
