@@ -1,0 +1,324 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/smartclient/smartclient/balance"
+	"github.com/smartclient/smartclient/balance/policy"
+	"github.com/smartclient/smartclient/director"
+	"github.com/smartclient/smartclient/smarthttp"
+)
+
+// Paths the proxy answers itself instead of forwarding.
+const (
+	StatsPath        = "/_smartclient/stats"
+	MetricsPath      = "/metrics"
+	AltMetricsPath   = "/_smartclient/metrics" // for services that serve their own /metrics
+	DefaultListen    = "127.0.0.1:8080"
+	defaultShutdown  = 10 * time.Second
+	proxyPlaceholder = "smartclient.invalid" // replaced by the member's host in the transport
+)
+
+// ProxyConfig is what `smartclient proxy` runs; flags fill it.
+type ProxyConfig struct {
+	// Listen is the address to serve on; port 0 picks a free port. Default
+	// DefaultListen.
+	Listen string
+	// Members are the service's members; at least one.
+	Members []balance.Member
+	// Director configures member selection, retries and hedging.
+	Director director.Config
+	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
+	// Default 10s.
+	ShutdownTimeout time.Duration
+}
+
+// parseProxyFlags fills a ProxyConfig from the command line.
+func parseProxyFlags(args []string) (ProxyConfig, error) {
+	var (
+		cfg     ProxyConfig
+		members memberList
+	)
+	fs := newFlagSet("proxy")
+	fs.StringVar(&cfg.Listen, "listen", DefaultListen, "address to listen on (port 0: any free port)")
+	fs.Var(&members, "member", "member base URL, e.g. http://10.0.0.1:8080 (repeat for each member)")
+	fs.StringVar(&cfg.Director.Policy, "policy", policy.Default, "selection policy: "+strings.Join(policy.Names(), ", "))
+	fs.IntVar(&cfg.Director.MaxAttempts, "max-attempts", 3, "attempts per request, first included (1 disables retries)")
+	fs.DurationVar(&cfg.Director.AttemptTimeout, "attempt-timeout", 0, "cancel an attempt after this long and try another member (0: none)")
+	fs.BoolVar(&cfg.Director.Hedge.Enabled, "hedge", false, "hedge slow idempotent requests on a second member")
+	fs.StringVar(&cfg.Director.Zone, "zone", "", "this client's zone, for the locality policy")
+	fs.BoolVar(&cfg.Director.LearnMembers, "learn-members", false, "accept membership records piggy-backed on replies")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", defaultShutdown, "how long to wait for in-flight requests on SIGINT/SIGTERM")
+	if err := parseFlags(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, helpError{fs: fs, usage: proxyUsage}
+		}
+		return cfg, err
+	}
+	var err error
+	if cfg.Members, err = members.members(); err != nil {
+		return cfg, err
+	}
+	if len(cfg.Members) == 0 {
+		return cfg, usagef("no members: give at least one --member http://HOST:PORT")
+	}
+	if err := checkPolicy(cfg.Director.Policy); err != nil {
+		return cfg, err
+	}
+	if cfg.Director.MaxAttempts < 1 || cfg.Director.MaxAttempts > 100 {
+		return cfg, usagef("--max-attempts %d: must be in 1..100", cfg.Director.MaxAttempts)
+	}
+	if cfg.Director.AttemptTimeout < 0 {
+		return cfg, usagef("--attempt-timeout %v: must be >= 0", cfg.Director.AttemptTimeout)
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		return cfg, usagef("--shutdown-timeout %v: must be > 0", cfg.ShutdownTimeout)
+	}
+	if err := cfg.Director.Validate(); err != nil {
+		return cfg, usagef("%v", err)
+	}
+	return cfg, nil
+}
+
+// Proxy is a reverse proxy that sends every request through a director to
+// one of the service's members. Build it with NewProxy, then Serve.
+type Proxy struct {
+	cfg     ProxyConfig
+	dir     *director.Director
+	base    *http.Transport
+	handler http.Handler
+	reg     *prometheus.Registry
+	log     *log.Logger
+	out     io.Writer // progress lines; runProxy sets stdout
+
+	inFlight atomic.Int64
+	latency  *prometheus.HistogramVec
+}
+
+// NewProxy builds the director and the handler. logw receives proxy errors.
+func NewProxy(cfg ProxyConfig, logw io.Writer) (*Proxy, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = defaultShutdown
+	}
+	d, err := director.New(cfg.Director, cfg.Members)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		cfg: cfg,
+		dir: d,
+		reg: prometheus.NewRegistry(),
+		log: log.New(logw, "smartclient proxy: ", log.LstdFlags),
+		out: io.Discard,
+	}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	// Every request goes to one of a handful of hosts: keep enough idle
+	// connections per host that a busy proxy does not redial each time.
+	base.MaxIdleConnsPerHost = 64
+	p.base = base
+
+	p.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "smartclient_proxy_request_duration_seconds",
+		Help:    "Time from receiving a request to finishing its response, by status class.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5ms .. ~16s
+	}, []string{"code"})
+	p.reg.MustRegister(
+		NewCollector(d),
+		p.latency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "smartclient_proxy_in_flight",
+			Help: "Requests the proxy is serving now.",
+		}, func() float64 { return float64(p.inFlight.Load()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	rp := &httputil.ReverseProxy{
+		Rewrite:       p.rewrite,
+		Transport:     smarthttp.NewTransport(d, base),
+		FlushInterval: -1, // stream: server-sent events and long polls must not wait for a buffer
+		ErrorHandler:  p.proxyError,
+		ErrorLog:      p.log,
+	}
+	metrics := promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{ErrorLog: p.log})
+	mux := http.NewServeMux()
+	mux.Handle("GET "+StatsPath, http.HandlerFunc(p.serveStats))
+	mux.Handle("GET "+MetricsPath, metrics)
+	mux.Handle("GET "+AltMetricsPath, metrics)
+	mux.Handle("/", p.measure(rp))
+	p.handler = mux
+	return p, nil
+}
+
+// Handler is the proxy's HTTP handler.
+func (p *Proxy) Handler() http.Handler { return p.handler }
+
+// Director is the proxy's director.
+func (p *Proxy) Director() *director.Director { return p.dir }
+
+// Registry is the proxy's own Prometheus registry.
+func (p *Proxy) Registry() *prometheus.Registry { return p.reg }
+
+// Close releases the director and idle member connections.
+func (p *Proxy) Close() {
+	p.dir.Close()
+	p.base.CloseIdleConnections()
+}
+
+// rewrite prepares the outbound request. The smart transport chooses the
+// member and fills in its scheme and host; the Host header is left empty so
+// that it names the member, not this proxy.
+//
+// X-Forwarded-For: the client's own X-Forwarded-For is dropped (Rewrite
+// strips it before this runs) and replaced with the peer address the proxy
+// saw, so a client cannot forge the address the service sees.
+// X-Forwarded-Host and -Proto describe the request as the proxy received it.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = proxyPlaceholder
+	pr.Out.Host = ""
+	pr.SetXForwarded()
+}
+
+// proxyError answers a request that no member could serve.
+func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The client went away; nobody is left to tell.
+		return
+	}
+	status := http.StatusBadGateway
+	if errors.Is(err, director.ErrAttemptTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		status = http.StatusGatewayTimeout
+	}
+	p.log.Printf("%s %s: %v", r.Method, r.URL.Path, err)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "smartclient proxy: no member could serve the request: %v\n", err)
+}
+
+// measure counts in-flight requests and observes their latency by status
+// class.
+func (p *Proxy) measure(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		p.inFlight.Add(1)
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			p.inFlight.Add(-1)
+			code := rec.status
+			if code == 0 {
+				code = http.StatusOK
+			}
+			p.latency.WithLabelValues(strconv.Itoa(code/100) + "xx").Observe(time.Since(start).Seconds())
+		}()
+		h.ServeHTTP(rec, r)
+	})
+}
+
+// statusRecorder remembers the status code. Unwrap lets
+// http.ResponseController reach Flush and Hijack on the real writer, which
+// streaming and protocol upgrades through the reverse proxy need.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 || s.status < 200 { // 1xx responses precede the real one
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Serve accepts connections on ln until ctx ends, then shuts down
+// gracefully: no new connections, in-flight requests get ShutdownTimeout to
+// finish, then the director is closed.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           p.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          p.log,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	var err error
+	select {
+	case err = <-errc:
+		// Serve failed on its own (the listener broke).
+	case <-ctx.Done():
+		fmt.Fprintln(p.out, "shutting down: waiting for requests in flight")
+		sctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
+		err = srv.Shutdown(sctx)
+		cancel()
+		if err != nil {
+			srv.Close() // the timeout passed: cut the stragglers
+		}
+		<-errc
+	}
+	p.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// runProxy is `smartclient proxy`: parse flags, listen, print the policy,
+// members and bound address, then serve until ctx ends.
+func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- string) error {
+	cfg, err := parseProxyFlags(args)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	p, err := NewProxy(cfg, stderr)
+	if err != nil {
+		ln.Close()
+		return usagef("%v", err)
+	}
+	p.out = stdout
+	fmt.Fprintf(stdout, "policy: %s\n", p.dir.Stats().Policy)
+	for _, m := range cfg.Members {
+		fmt.Fprintf(stdout, "member: %s\n", m.URL)
+	}
+	addr := ln.Addr().String()
+	fmt.Fprintf(stdout, "listening: http://%s (stats %s, metrics %s)\n", addr, StatsPath, MetricsPath)
+	if ready != nil {
+		ready <- addr
+	}
+	if err := p.Serve(ctx, ln); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	fmt.Fprintln(stdout, "stopped")
+	return nil
+}
