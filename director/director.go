@@ -89,13 +89,18 @@ func (a *Attempt) ReportMembers(m wire.Members) { a.members = &m }
 // BadReport counts a load or membership record that could not be parsed.
 func (a *Attempt) BadReport(error) { a.d.badReports.Add(1) }
 
-// Context is the attempt's context; for the winning attempt it stays live
-// until Release, so a streamed result can still be read.
+// Context is the attempt's context. For the winning attempt it stays live
+// until Release, so a streamed result can still be read. An attempt that
+// nothing could end early (no AttemptTimeout, no hedge race) runs under the
+// caller's context itself, which Release leaves alone.
 func (a *Attempt) Context() context.Context { return a.ctx }
+
+// Released reports whether Release has been called.
+func (a *Attempt) Released() bool { return a.released.Load() }
 
 // Release ends the attempt's context. Call it once done with Result.
 func (a *Attempt) Release() {
-	if a.released.CompareAndSwap(false, true) {
+	if a.released.CompareAndSwap(false, true) && a.cancel != nil {
 		a.cancel(context.Canceled)
 	}
 }
@@ -258,8 +263,10 @@ func (d *Director) Apply(ctx context.Context, r Request) (*Attempt, error) {
 	now := d.Now() // read the clock once per attempt: it is a large share of Apply's cost
 	d.budget.Deposit(now)
 
-	var triedBuf [8]*balance.Endpoint
-	tried := triedBuf[:0]
+	// The pick input escapes through the Picker interface; allocate it and
+	// the tried list together, once per request.
+	st := new(applyState)
+	tried := st.tried[:0]
 	var errs []AttemptError
 	number, round := 0, 0
 	for {
@@ -276,8 +283,9 @@ func (d *Director) Apply(ctx context.Context, r Request) (*Attempt, error) {
 			}
 			d.retries.Add(1)
 		}
-		in := balance.PickInput{Now: now, Rand: d.cfg.Rand, Tried: tried, Key: key, HasKey: hasKey}
-		e := d.bal.Pick(&in)
+		st.in = balance.PickInput{Now: now, Rand: d.cfg.Rand, Tried: tried, Key: key, HasKey: hasKey}
+		in := &st.in
+		e := d.bal.Pick(in)
 		if e == nil {
 			// Every eligible member has been tried: start a new round after
 			// a backoff, so a brief outage of a small service is ridden out.
@@ -288,7 +296,7 @@ func (d *Director) Apply(ctx context.Context, r Request) (*Attempt, error) {
 			tried = tried[:0]
 			now = d.Now()
 			in.Now, in.Tried = now, nil
-			if e = d.bal.Pick(&in); e == nil {
+			if e = d.bal.Pick(in); e == nil {
 				return nil, d.fail(ErrExhausted, errs)
 			}
 		}
@@ -296,11 +304,11 @@ func (d *Director) Apply(ctx context.Context, r Request) (*Attempt, error) {
 		var win *Attempt
 		var fails []AttemptError
 		if idem && d.cfg.Hedge.Enabled {
-			win, fails, number, tried = d.race(ctx, r, e, number, tried, &in)
+			win, fails, number, tried = d.race(ctx, r, e, number, tried, in)
 			now = d.Now()
 		} else {
 			tried = append(tried, e)
-			a := d.newAttempt(ctx, e, number, false)
+			a := d.newAttempt(ctx, e, number, false, false)
 			a.start = now
 			var err error
 			if now, err = d.run(a, r); err == nil {
@@ -348,9 +356,22 @@ func (d *Director) sleep(ctx context.Context, dur time.Duration) error {
 	}
 }
 
-func (d *Director) newAttempt(ctx context.Context, e *balance.Endpoint, n int, hedge bool) *Attempt {
-	actx, cancel := context.WithCancelCause(ctx)
-	return &Attempt{Member: e.Member, Number: n, Hedge: hedge, d: d, ep: e, ctx: actx, cancel: cancel}
+// applyState is the per-request scratch space of Apply.
+type applyState struct {
+	in    balance.PickInput
+	tried [8]*balance.Endpoint
+}
+
+// newAttempt starts an attempt on e. An attempt gets a context of its own
+// only when something may end it early (an attempt timeout, or a hedge race
+// given cancellable); otherwise it runs under the caller's context, which
+// saves an allocation and a cancellation per request.
+func (d *Director) newAttempt(ctx context.Context, e *balance.Endpoint, n int, hedge, cancellable bool) *Attempt {
+	a := &Attempt{Member: e.Member, Number: n, Hedge: hedge, d: d, ep: e, ctx: ctx}
+	if cancellable || d.cfg.AttemptTimeout > 0 {
+		a.ctx, a.cancel = context.WithCancelCause(ctx)
+	}
+	return a
 }
 
 // run performs one attempt, begun at a.start on the endpoint Pick chose, and

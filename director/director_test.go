@@ -703,9 +703,10 @@ func TestContextCancel(t *testing.T) {
 	}
 }
 
-// TestWinnerContext: the winning attempt's context stays live until Release.
+// TestWinnerContext: the winning attempt's context stays live until Release
+// (an attempt gets a context of its own when an AttemptTimeout could end it).
 func TestWinnerContext(t *testing.T) {
-	d := newDirector(t, director.Config{}, members(2))
+	d := newDirector(t, director.Config{AttemptTimeout: time.Hour}, members(2))
 	a, err := d.Apply(context.Background(), &director.Call{Do: func(context.Context, *director.Attempt) error { return nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -720,8 +721,16 @@ func TestWinnerContext(t *testing.T) {
 	}
 	var got *director.Attempt
 	d.Do(context.Background(), &director.Call{Do: func(_ context.Context, a *director.Attempt) error { got = a; return nil }})
-	if got.Context().Err() == nil {
+	if got.Context().Err() == nil || !got.Released() {
 		t.Fatal("Do did not release")
+	}
+	// Without a timeout the attempt runs under the caller's context, which
+	// Release must leave alone.
+	plain := newDirector(t, director.Config{}, members(2))
+	caller := context.Background()
+	plain.Do(caller, &director.Call{Do: func(_ context.Context, a *director.Attempt) error { got = a; return nil }})
+	if got.Context() != caller || !got.Released() || caller.Err() != nil {
+		t.Fatal("attempt without a timeout: want the caller's context, released")
 	}
 }
 

@@ -42,7 +42,7 @@ func (d *Director) race(ctx context.Context, r Request, first *balance.Endpoint,
 	)
 	launch := func(e *balance.Endpoint, n int, hedge bool) {
 		tried = append(tried, e)
-		a := d.newAttempt(ctx, e, n, hedge)
+		a := d.newAttempt(ctx, e, n, hedge, true)
 		running = append(running, a)
 		a.start = d.Now()
 		go func() {

@@ -603,15 +603,18 @@ func streamBody(t *testing.T, cfg director.Config, url string, chunk, chunks int
 			if n != chunk*chunks {
 				t.Errorf("read %d bytes, want %d", n, chunk*chunks)
 			}
-			if a.Context().Err() == nil {
+			if !a.Released() {
 				t.Errorf("attempt still live after EOF")
 			}
-		} else if a.Context().Err() != nil {
+		} else if a.Context().Err() != nil || a.Released() {
 			t.Errorf("attempt ended before Close")
 		}
 		resp.Body.Close()
-		if a.Context().Err() == nil {
+		if !a.Released() {
 			t.Errorf("attempt still live after Close")
+		}
+		if cfg.AttemptTimeout > 0 && a.Context().Err() == nil {
+			t.Errorf("attempt context of its own still live after Close")
 		}
 	}
 }
