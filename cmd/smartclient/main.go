@@ -1,7 +1,7 @@
 // Command smartclient runs a director in front of a replicated service:
 // `smartclient proxy` is a local reverse proxy that sends each request to
 // the best member, `smartclient demo` shows the idea on a local cluster.
-// See USAGE.md, or run `smartclient help`.
+// See the README, or run `smartclient help`.
 package main
 
 import (
