@@ -6,6 +6,9 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/smartclient/smartclient/smarthttp"
 )
 
 func run(args ...string) (code int, stdout, stderr string) {
@@ -41,6 +44,8 @@ func TestBadCommandLines(t *testing.T) {
 		{"bad duration", []string{"proxy", "--member", m, "--attempt-timeout", "soon"}, `invalid value "soon" for flag -attempt-timeout`},
 		{"max attempts", []string{"proxy", "--member", m, "--max-attempts", "0"}, "--max-attempts 0: must be in 1..100"},
 		{"negative timeout", []string{"proxy", "--member", m, "--attempt-timeout", "-1s"}, "--attempt-timeout -1s: must be >= 0"},
+		{"relative probe path", []string{"proxy", "--member", m, "--probe-path", "healthz"}, `--probe-path "healthz": must start with /`},
+		{"poll interval", []string{"proxy", "--member", m, "--poll-path", "/load", "--poll-interval", "0s"}, "--poll-interval 0s: must be > 0"},
 		{"extra argument", []string{"proxy", "--member", m, "extra"}, `unexpected argument "extra"`},
 		{"port in use", []string{"proxy", "--member", m, "--listen", busy.Addr().String()}, "address already in use"},
 		{"bad listen", []string{"proxy", "--member", m, "--listen", "nonsense"}, "listen tcp: address nonsense"},
@@ -118,5 +123,24 @@ func TestDemoFlags(t *testing.T) {
 	}
 	if cfg.Servers != 5 || cfg.Duration.Seconds() != 30 || cfg.KillAfter >= 0 || cfg.AddAfter.Seconds() != 10 || cfg.Rate != 50 || cfg.Policy != "least-loaded" {
 		t.Errorf("cfg %+v", cfg)
+	}
+}
+
+func TestProbeAndPollFlags(t *testing.T) {
+	cfg, err := parseProxyFlags([]string{"--member", "http://h:1", "--probe-path", "/healthz", "--poll-path", "/load", "--poll-interval", "250ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, ok := cfg.Director.Prober.(*smarthttp.Prober)
+	if !ok || pr.Path != "/healthz" {
+		t.Errorf("Prober = %#v, want an HTTP prober of /healthz", cfg.Director.Prober)
+	}
+	po, ok := cfg.Director.Poller.(*smarthttp.LoadPoller)
+	if !ok || po.Path != "/load" || cfg.Director.PollInterval != 250*time.Millisecond {
+		t.Errorf("Poller = %#v every %v, want /load every 250ms", cfg.Director.Poller, cfg.Director.PollInterval)
+	}
+	cfg, err = parseProxyFlags([]string{"--member", "http://h:1"})
+	if err != nil || cfg.Director.Prober != nil || cfg.Director.Poller != nil {
+		t.Errorf("without the flags: prober %v poller %v err %v, want none", cfg.Director.Prober, cfg.Director.Poller, err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/smartclient/smartclient/balance/policy"
 	"github.com/smartclient/smartclient/director"
 	"github.com/smartclient/smartclient/smarthttp"
+	"github.com/smartclient/smartclient/wire"
 )
 
 // Paths the proxy answers itself instead of forwarding.
@@ -52,8 +53,9 @@ type ProxyConfig struct {
 // parseProxyFlags fills a ProxyConfig from the command line.
 func parseProxyFlags(args []string) (ProxyConfig, error) {
 	var (
-		cfg     ProxyConfig
-		members memberList
+		cfg                 ProxyConfig
+		members             memberList
+		probePath, pollPath string
 	)
 	fs := newFlagSet("proxy")
 	fs.StringVar(&cfg.Listen, "listen", DefaultListen, "address to listen on (port 0: any free port)")
@@ -64,6 +66,9 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 	fs.BoolVar(&cfg.Director.Hedge.Enabled, "hedge", false, "hedge slow idempotent requests on a second member")
 	fs.StringVar(&cfg.Director.Zone, "zone", "", "this client's zone, for the locality policy")
 	fs.BoolVar(&cfg.Director.LearnMembers, "learn-members", false, "accept membership records piggy-backed on replies")
+	fs.StringVar(&probePath, "probe-path", "", "readmit an ejected member only after GET PATH on it answers below 500 (default: readmit with one strike)")
+	fs.StringVar(&pollPath, "poll-path", "", "poll every member's load with GET PATH (its "+wire.LoadHeader+" header) each --poll-interval")
+	fs.DurationVar(&cfg.Director.PollInterval, "poll-interval", time.Second, "time between load polls, with --poll-path")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", defaultShutdown, "how long to wait for in-flight requests on SIGINT/SIGTERM")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -86,6 +91,20 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 	}
 	if cfg.Director.AttemptTimeout < 0 {
 		return cfg, usagef("--attempt-timeout %v: must be >= 0", cfg.Director.AttemptTimeout)
+	}
+	for _, p := range []struct{ flag, path string }{{"--probe-path", probePath}, {"--poll-path", pollPath}} {
+		if p.path != "" && !strings.HasPrefix(p.path, "/") {
+			return cfg, usagef("%s %q: must start with /", p.flag, p.path)
+		}
+	}
+	if probePath != "" {
+		cfg.Director.Prober = &smarthttp.Prober{Path: probePath}
+	}
+	if pollPath != "" {
+		cfg.Director.Poller = &smarthttp.LoadPoller{Path: pollPath}
+	}
+	if cfg.Director.PollInterval <= 0 {
+		return cfg, usagef("--poll-interval %v: must be > 0", cfg.Director.PollInterval)
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		return cfg, usagef("--shutdown-timeout %v: must be > 0", cfg.ShutdownTimeout)
