@@ -232,6 +232,20 @@ func (b *Balancer) SetMembers(epoch uint64, members []Member) (bool, error) {
 	return true, nil
 }
 
+// ReplaceMembers replaces the member list with members at epoch whatever
+// the current epoch: for a source that outranks membership records, such as
+// a newer signed certificate, which must win even over a record whose epoch
+// a member inflated.
+func (b *Balancer) ReplaceMembers(epoch uint64, members []Member) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.setMembersLocked(members); err != nil {
+		return err
+	}
+	b.epoch = epoch
+	return nil
+}
+
 func (b *Balancer) setMembers(members []Member) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -425,8 +425,8 @@ func (d *Director) attemptError(a *Attempt, err error) AttemptError {
 }
 
 func (d *Director) learn(m wire.Members) {
-	if !d.cfg.LearnMembers {
-		return
+	if !d.cfg.LearnMembers || m.Epoch <= d.bal.Epoch() {
+		return // nothing new: skip the vetting, and do not count it as refused
 	}
 	if f := d.cfg.AcceptMembers; f != nil {
 		if err := f(m); err != nil {

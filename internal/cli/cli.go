@@ -34,6 +34,9 @@ best member for each request and retries failures elsewhere.
 commands:
   demo      run a local cluster, load it, kill and add members, show a live table
   proxy     local reverse proxy that sends each request to the best member
+  cert      keygen, sign, verify, inspect and endorse service certificates
+  resolve   find a service's certificate through its roots (service://NAME)
+  serve-cert  publish certificates from a directory as an HTTP root
   version   print the version
   help      show this help, or 'help COMMAND' for a command's flags
 `
@@ -90,6 +93,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		err = runProxy(ctx, rest, stdout, stderr, ready)
 	case "demo":
 		err = runDemo(ctx, rest, stdout, stderr)
+	case "cert":
+		err = runCert(ctx, rest, stdout, stderr)
+	case "resolve":
+		err = runResolve(ctx, rest, stdout, stderr)
+	case "serve-cert":
+		err = runServeCert(ctx, rest, stdout, stderr, ready)
 	case "version", "-version", "--version":
 		if len(rest) > 0 {
 			err = usagef("unexpected argument %q", rest[0])
@@ -99,7 +108,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	case "help", "-h", "-help", "--help":
 		return help(rest, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "smartclient: unknown command %q; commands: demo, proxy, version, help\n", cmd)
+		fmt.Fprintf(stderr, "smartclient: unknown command %q; commands: demo, proxy, cert, resolve, serve-cert, version, help\n", cmd)
 		return ExitUsage
 	}
 	return report(cmd, err, stdout, stderr)
@@ -141,11 +150,17 @@ func help(args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		_, err := parseDemoFlags([]string{"-h"})
 		return report("demo", err, stdout, stderr)
+	case "cert":
+		return report("cert", runCert(context.Background(), []string{"keygen", "-h"}, stdout, stderr), stdout, stderr)
+	case "resolve":
+		return report("resolve", runResolve(context.Background(), []string{"-h"}, stdout, stderr), stdout, stderr)
+	case "serve-cert":
+		return report("serve-cert", runServeCert(context.Background(), []string{"-h"}, stdout, stderr, nil), stdout, stderr)
 	case "version", "help":
 		fmt.Fprint(stdout, mainUsage)
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "smartclient help: unknown command %q; commands: demo, proxy, version, help\n", args[0])
+	fmt.Fprintf(stderr, "smartclient help: unknown command %q; commands: demo, proxy, cert, resolve, serve-cert, version, help\n", args[0])
 	return ExitUsage
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/smartclient/smartclient/balance"
 	"github.com/smartclient/smartclient/balance/policy"
+	"github.com/smartclient/smartclient/bootstrap"
 	"github.com/smartclient/smartclient/director"
 	"github.com/smartclient/smartclient/smarthttp"
 	"github.com/smartclient/smartclient/wire"
@@ -45,6 +46,11 @@ type ProxyConfig struct {
 	Members []balance.Member
 	// Director configures member selection, retries and hedging.
 	Director director.Config
+	// Service, if set, bootstraps the director from a service certificate
+	// (service://NAME through roots, trusted keys and the on-disk cache)
+	// instead of Members; Director's fields then override the
+	// certificate's.
+	Service *bootstrap.Config
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
 	// Default 10s.
 	ShutdownTimeout time.Duration
@@ -56,10 +62,12 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 		cfg                 ProxyConfig
 		members             memberList
 		probePath, pollPath string
+		svc                 serviceFlags
 	)
 	fs := newFlagSet("proxy")
 	fs.StringVar(&cfg.Listen, "listen", DefaultListen, "address to listen on (port 0: any free port)")
 	fs.Var(&members, "member", "member base URL, e.g. http://10.0.0.1:8080 (repeat for each member)")
+	svc.register(fs)
 	fs.StringVar(&cfg.Director.Policy, "policy", policy.Default, "selection policy: "+strings.Join(policy.Names(), ", "))
 	fs.IntVar(&cfg.Director.MaxAttempts, "max-attempts", 3, "attempts per request, first included (1 disables retries)")
 	fs.DurationVar(&cfg.Director.AttemptTimeout, "attempt-timeout", 0, "cancel an attempt after this long and try another member (0: none)")
@@ -80,13 +88,31 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 	if cfg.Members, err = members.members(); err != nil {
 		return cfg, err
 	}
-	if len(cfg.Members) == 0 {
-		return cfg, usagef("no members: give at least one --member http://HOST:PORT")
+	switch {
+	case svc.name != "" && len(cfg.Members) > 0:
+		return cfg, usagef("give either --service or --member, not both")
+	case svc.name != "":
+		bc, err := svc.config()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Service = &bc
+		// The certificate chooses what the command line leaves unsaid.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["policy"] {
+			cfg.Director.Policy = ""
+		}
+		if !set["max-attempts"] {
+			cfg.Director.MaxAttempts = 0
+		}
+	case len(cfg.Members) == 0:
+		return cfg, usagef("no members: give at least one --member http://HOST:PORT, or --service service://NAME")
 	}
 	if err := checkPolicy(cfg.Director.Policy); err != nil {
 		return cfg, err
 	}
-	if cfg.Director.MaxAttempts < 1 || cfg.Director.MaxAttempts > 100 {
+	if cfg.Director.MaxAttempts < 0 || cfg.Director.MaxAttempts > 100 || cfg.Director.MaxAttempts == 0 && cfg.Service == nil {
 		return cfg, usagef("--max-attempts %d: must be in 1..100", cfg.Director.MaxAttempts)
 	}
 	if cfg.Director.AttemptTimeout < 0 {
@@ -118,36 +144,65 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 // Proxy is a reverse proxy that sends every request through a director to
 // one of the service's members. Build it with NewProxy, then Serve.
 type Proxy struct {
-	cfg     ProxyConfig
-	dir     *director.Director
-	base    *http.Transport
-	handler http.Handler
-	reg     *prometheus.Registry
-	log     *log.Logger
-	out     io.Writer // progress lines; runProxy sets stdout
+	cfg      ProxyConfig
+	dir      *director.Director
+	closeDir func()            // closes the director, saving its state when bootstrapped
+	boot     *bootstrap.Client // set when bootstrapped from a certificate
+	base     *http.Transport
+	handler  http.Handler
+	reg      *prometheus.Registry
+	log      *log.Logger
+	out      io.Writer // progress lines; runProxy sets stdout
 
 	inFlight atomic.Int64
 	latency  *prometheus.HistogramVec
 }
 
 // NewProxy builds the director and the handler. logw receives proxy errors.
-func NewProxy(cfg ProxyConfig, logw io.Writer) (*Proxy, error) {
+// With cfg.Service set it resolves the service first, which may use the
+// network until ctx ends.
+func NewProxy(ctx context.Context, cfg ProxyConfig, logw io.Writer) (*Proxy, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = defaultShutdown
 	}
-	d, err := director.New(cfg.Director, cfg.Members)
-	if err != nil {
-		return nil, err
+	var (
+		d        *director.Director
+		closeDir func()
+		boot     *bootstrap.Client
+	)
+	if cfg.Service != nil {
+		bc := *cfg.Service
+		bc.Director = cfg.Director
+		if bc.Logf == nil {
+			l := log.New(logw, "smartclient proxy: ", log.LstdFlags)
+			bc.Logf = l.Printf
+		}
+		c, err := bootstrap.Open(ctx, bc)
+		if err != nil {
+			return nil, err
+		}
+		d, closeDir = c.Director, func() { c.Close() }
+		boot = c
+		crt, _ := c.Certificate()
+		cfg.Members = crt.Members()
+	} else {
+		var err error
+		if d, err = director.New(cfg.Director, cfg.Members); err != nil {
+			return nil, err
+		}
+		closeDir = d.Close
 	}
 	p := &Proxy{
-		cfg: cfg,
-		dir: d,
-		reg: prometheus.NewRegistry(),
-		log: log.New(logw, "smartclient proxy: ", log.LstdFlags),
-		out: io.Discard,
+		cfg:      cfg,
+		dir:      d,
+		closeDir: closeDir,
+		boot:     boot,
+		reg:      prometheus.NewRegistry(),
+		log:      log.New(logw, "smartclient proxy: ", log.LstdFlags),
+		out:      io.Discard,
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	// Every request goes to one of a handful of hosts: keep enough idle
@@ -199,7 +254,7 @@ func (p *Proxy) Registry() *prometheus.Registry { return p.reg }
 
 // Close releases the director and idle member connections.
 func (p *Proxy) Close() {
-	p.dir.Close()
+	p.closeDir()
 	p.base.CloseIdleConnections()
 }
 
@@ -320,14 +375,21 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer, read
 	if err != nil {
 		return usagef("%v", err)
 	}
-	p, err := NewProxy(cfg, stderr)
+	p, err := NewProxy(ctx, cfg, stderr)
 	if err != nil {
 		ln.Close()
+		if cfg.Service != nil {
+			return err // the service could not be resolved: not a usage error
+		}
 		return usagef("%v", err)
 	}
 	p.out = stdout
 	fmt.Fprintf(stdout, "policy: %s\n", p.dir.Stats().Policy)
-	for _, m := range cfg.Members {
+	if cfg.Service != nil {
+		c, src := p.certificate()
+		fmt.Fprintf(stdout, "service: %s version %d from %s\n", cfg.Service.Name, c.Version, src)
+	}
+	for _, m := range p.cfg.Members {
 		fmt.Fprintf(stdout, "member: %s\n", m.URL)
 	}
 	addr := ln.Addr().String()

@@ -367,7 +367,7 @@ func TestCollectorLints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewProxy(cfg, io.Discard)
+	p, err := NewProxy(context.Background(), cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
