@@ -142,6 +142,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	}
 
 	cur := c.fromCache()
+	if cur != nil {
+		c.current.Store(cur) // its roots join the configured ones
+	}
 	now := cfg.Clock.Now()
 	if cur == nil || cur.cert.Expired(now) {
 		var minVersion uint64
@@ -200,9 +203,11 @@ func (c *Client) fromCache() *loaded {
 	return l
 }
 
-// resolve asks the roots for a certificate no older than minVersion.
+// resolve asks the roots for a certificate no older than minVersion: those
+// configured plus those the current certificate names as where its newer
+// versions are published.
 func (c *Client) resolve(ctx context.Context, minVersion uint64) (*loaded, error) {
-	roots := c.cfg.Roots
+	roots := c.roots()
 	if len(roots) == 0 {
 		return nil, fmt.Errorf("bootstrap: %s: no certificate cached and no roots to ask", c.name)
 	}
@@ -225,6 +230,30 @@ func (c *Client) resolve(ctx context.Context, minVersion uint64) (*loaded, error
 		return nil, err
 	}
 	return &loaded{cert: crt, data: res.Data, source: res.Source, fetchedAt: c.cfg.Clock.Now()}, nil
+}
+
+// roots returns the configured roots and, after them, the current
+// certificate's, without repeats.
+func (c *Client) roots() []resolve.Root {
+	roots := append([]resolve.Root(nil), c.cfg.Roots...)
+	seen := map[string]bool{}
+	for _, r := range roots {
+		seen[r.String()] = true
+	}
+	if l := c.current.Load(); l != nil {
+		for _, s := range l.cert.Roots {
+			r, err := resolve.ParseRoot(s)
+			if err != nil {
+				c.cfg.Logf("bootstrap: %s: certificate root %q: %v", c.name.Service, s, err)
+				continue
+			}
+			if !seen[r.String()] {
+				seen[r.String()] = true
+				roots = append(roots, r)
+			}
+		}
+	}
+	return roots
 }
 
 func (c *Client) saveCert(l *loaded) {

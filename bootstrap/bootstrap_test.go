@@ -83,9 +83,10 @@ func (f *fixture) sign(v uint64, members []string, ttl time.Duration) []byte {
 	return f.signWith(f.priv, v, members, ttl)
 }
 
-func (f *fixture) signWith(priv ed25519.PrivateKey, v uint64, members []string, ttl time.Duration) []byte {
+func (f *fixture) signWith(priv ed25519.PrivateKey, v uint64, members []string, ttl time.Duration, roots ...string) []byte {
 	f.t.Helper()
 	c := &cert.Certificate{
+		Roots:   roots,
 		Service: "chat", Version: v,
 		IssuedAt: t0.Add(-time.Hour), ExpiresAt: t0.Add(ttl),
 		Refresh: cert.Duration(10 * time.Minute),
@@ -402,5 +403,27 @@ func TestNoRootsNoCache(t *testing.T) {
 	}
 	if _, err := f.open(nil, func(c *Config) { c.Name = "chat" }); err == nil {
 		t.Fatal("a name without service:// was accepted")
+	}
+}
+
+// TestCertificateRoots: a client started from the cache with no roots of its
+// own revalidates at the roots the certificate names.
+func TestCertificateRoots(t *testing.T) {
+	f := newFixture(t, 2)
+	r := newRoot(t, nil)
+	r.set(f.signWith(f.priv, 1, f.members[:1], 24*time.Hour, r.srv.URL))
+	c, err := f.open(f.roots(r), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	r.set(f.signWith(f.priv, 2, f.members, 24*time.Hour, r.srv.URL))
+	c2, err := f.open(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(11 * time.Minute)
+	if got, src := c2.Certificate(); got.Version != 2 || src != r.srv.URL || len(memberURLs(c2)) != 2 {
+		t.Fatalf("after refresh: v%d from %q with %d members; want v2 from the certificate's root", got.Version, src, len(memberURLs(c2)))
 	}
 }
