@@ -187,7 +187,8 @@ func (b *Balancer) Done(e *Endpoint, now int64, rtt time.Duration, o Outcome) {
 }
 
 // Report applies a load report that arrived on a reply from e, before that
-// attempt's Done. It reports whether the member knows a newer membership
+// attempt's Done, or from a poll or a push. A member not yet measured by
+// this balancer takes its reported service time (l=) as its cost. It reports whether the member knows a newer membership
 // epoch than the balancer, so the caller may fetch the new member list.
 func (b *Balancer) Report(e *Endpoint, now int64, l wire.Load) (newerEpoch bool) {
 	// The member counted our own in-flight requests, including the one
@@ -202,6 +203,14 @@ func (b *Balancer) Report(e *Endpoint, now int64, l wire.Load) (newerEpoch bool)
 	e.capacity.Store(int64(l.Capacity))
 	e.loadExpires.Store(now + int64(b.cfg.LoadTTL))
 	e.lastLoad = l
+	if !e.measured && l.LatencyMicros > 0 {
+		// Until we time the member ourselves, its own service time is a
+		// better guess than the median of its peers: it comes from the
+		// member rather than from members it may be nothing like. Our
+		// first sample still replaces it outright.
+		e.costBits.Store(math.Float64bits(float64(l.LatencyMicros) * 1e3))
+		e.costStamp.Store(now)
+	}
 	drain := l.State == wire.StateDraining
 	changed := drain != e.draining
 	e.draining = drain

@@ -323,6 +323,29 @@ func TestReport(t *testing.T) {
 	}
 }
 
+// TestReportedServiceTime: a member's own service time is its cost until
+// the balancer has timed it itself, and never after.
+func TestReportedServiceTime(t *testing.T) {
+	b := newBalancer(t, balance.Config{InitialCost: 10 * time.Millisecond}, members(2))
+	e := b.Endpoints()[0]
+	now := 10 * sec
+	tau := float64(10 * time.Second)
+	b.Report(e, now, wire.Load{TimeMillis: 1, LatencyMicros: 40_000})
+	if got := e.Cost(now, tau); got != float64(40*time.Millisecond) {
+		t.Fatalf("cost after l=40000: %v, want 40ms", time.Duration(got))
+	}
+	b.Report(e, now, wire.Load{TimeMillis: 1}) // l unknown: keep the guess
+	if got := e.Cost(now, tau); got != float64(40*time.Millisecond) {
+		t.Fatalf("cost after a report without l: %v, want 40ms", time.Duration(got))
+	}
+	b.Acquire(e)
+	b.Done(e, now, 2*time.Millisecond, balance.Success)
+	b.Report(e, now, wire.Load{TimeMillis: 1, LatencyMicros: 90_000})
+	if got := e.Cost(now, tau); got != float64(2*time.Millisecond) {
+		t.Fatalf("cost after our own 2ms sample and a report of 90ms: %v, want 2ms", time.Duration(got))
+	}
+}
+
 // TestDraining: a draining member leaves the snapshot without counting as
 // a failure, and comes back when it reports ok again.
 func TestDraining(t *testing.T) {

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +24,11 @@ import (
 // a handler that writes nothing, when it returns): q is the number of
 // requests in the wrapped handler at that moment, this one included, so a
 // client can subtract its own outstanding requests to learn about the
-// others'.
+// others'. l is the member's own service time: a time-weighted moving
+// average of how long the wrapped handler took to return, over the
+// requests that finished before this reply (LatencyDecay). A director uses it
+// as the first cost guess for a member it has not measured itself, so a
+// member it just learned of is neither flooded nor starved.
 type Middleware struct {
 	// Capacity is how many requests the member serves at once; 0 means
 	// unknown. Util is reported as in-flight/Capacity, or 0 when Capacity
@@ -39,10 +45,67 @@ type Middleware struct {
 	// draining should answer 503, which Transport then re-sends elsewhere
 	// as not processed.
 	Draining func() bool
-	// Clock returns the time stamped on load records. Default time.Now.
+	// Clock returns the time stamped on load records and used to time
+	// handlers. Default time.Now.
 	Clock func() time.Time
+	// LatencyDecay is the time constant of the service-time average: a
+	// sample's weight is 1-exp(-Δt/LatencyDecay), Δt being the time since
+	// the previous sample, so the average follows the last few seconds
+	// whatever the request rate. Default 5s.
+	LatencyDecay time.Duration
 
 	inflight atomic.Int64
+	latency  serviceTime
+}
+
+// serviceTime is a time-weighted moving average of handler durations.
+type serviceTime struct {
+	mu    sync.Mutex
+	avgNs float64
+	last  time.Time // time of the last sample; zero before the first
+}
+
+// add folds in one handler duration d that ended at now.
+func (s *serviceTime) add(now time.Time, d, tau time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last.IsZero() {
+		s.avgNs, s.last = float64(d), now
+		return
+	}
+	dt := now.Sub(s.last)
+	if dt < 0 {
+		dt = 0 // samples from handlers that overlap end out of order
+	} else {
+		s.last = now
+	}
+	w := 1 - math.Exp(-float64(dt)/float64(tau))
+	s.avgNs += (float64(d) - s.avgNs) * w
+}
+
+// micros returns the average in microseconds, 0 before the first sample,
+// and at least 1 after it, since 0 means unknown on the wire.
+func (s *serviceTime) micros() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last.IsZero() {
+		return 0
+	}
+	us := int64(s.avgNs / 1e3)
+	return min(max(us, 1), wire.MaxLatencyMicros)
+}
+
+// ServiceTime returns the member's recent service time as reported in l=,
+// 0 before any request has finished.
+func (m *Middleware) ServiceTime() time.Duration {
+	return time.Duration(m.latency.micros()) * time.Microsecond
+}
+
+func (m *Middleware) now() time.Time {
+	if m.Clock != nil {
+		return m.Clock()
+	}
+	return time.Now()
 }
 
 // Validate reports a field outside its range. Wrap does not check: a bad
@@ -50,6 +113,9 @@ type Middleware struct {
 func (m *Middleware) Validate() error {
 	if m.Capacity < 0 || m.Capacity > wire.MaxInFlight {
 		return fmt.Errorf("smarthttp: Middleware.Capacity %d must be in 0..%d", m.Capacity, wire.MaxInFlight)
+	}
+	if m.LatencyDecay < 0 {
+		return fmt.Errorf("smarthttp: Middleware.LatencyDecay %v must be >= 0", m.LatencyDecay)
 	}
 	return nil
 }
@@ -63,7 +129,16 @@ func (m *Middleware) InFlight() int { return int(m.inflight.Load()) }
 func (m *Middleware) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.inflight.Add(1)
-		defer m.inflight.Add(-1)
+		start := m.now()
+		defer func() {
+			end := m.now()
+			tau := m.LatencyDecay
+			if tau <= 0 {
+				tau = 5 * time.Second
+			}
+			m.latency.add(end, end.Sub(start), tau)
+			m.inflight.Add(-1)
+		}()
 		lw := &loadWriter{ResponseWriter: w, m: m}
 		h.ServeHTTP(lw, r)
 		// net/http writes the header of a handler that wrote nothing after
@@ -74,12 +149,9 @@ func (m *Middleware) Wrap(h http.Handler) http.Handler {
 
 // load returns the member's load record now.
 func (m *Middleware) load() wire.Load {
-	now := time.Now
-	if m.Clock != nil {
-		now = m.Clock
-	}
 	q := min(int(m.inflight.Load()), wire.MaxInFlight)
-	l := wire.Load{TimeMillis: now().UnixMilli(), InFlight: q, Capacity: m.Capacity}
+	l := wire.Load{TimeMillis: m.now().UnixMilli(), InFlight: q, Capacity: m.Capacity,
+		LatencyMicros: m.latency.micros()}
 	if m.Capacity > 0 {
 		// Beyond MaxUtil a report would be refused; "a thousand times
 		// over capacity" says enough.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -249,5 +250,61 @@ func TestMiddlewareLoadBounds(t *testing.T) {
 		if err := (&Middleware{Capacity: c.capacity}).Validate(); (err == nil) != c.ok {
 			t.Errorf("Capacity %d: Validate = %v", c.capacity, err)
 		}
+	}
+}
+
+func TestServiceTimeAverage(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tau := 5 * time.Second
+	var s serviceTime
+	if got := s.micros(); got != 0 {
+		t.Fatalf("before any sample: %d, want 0 (unknown)", got)
+	}
+	s.add(t0, 10*time.Millisecond, tau)
+	if got := s.micros(); got != 10000 {
+		t.Fatalf("first sample: %dµs, want 10000", got)
+	}
+	// One time constant later a 20 ms sample moves the average 1-1/e of the way.
+	s.add(t0.Add(tau), 20*time.Millisecond, tau)
+	want := int64((10 + 10*(1-math.Exp(-1))) * 1000)
+	if got := s.micros(); got != want {
+		t.Fatalf("after one tau: %dµs, want %d", got, want)
+	}
+	// A sample ending at the same instant carries no weight; one that ends
+	// before the last (overlapping handlers) neither moves time back nor the average.
+	s.add(t0.Add(tau), time.Second, tau)
+	s.add(t0, time.Second, tau)
+	if got := s.micros(); got != want {
+		t.Fatalf("zero-weight samples moved the average to %dµs, want %d", got, want)
+	}
+	// Sub-microsecond handlers still report a known latency.
+	var fast serviceTime
+	fast.add(t0, 10*time.Nanosecond, tau)
+	if got := fast.micros(); got != 1 {
+		t.Fatalf("10ns handler: %dµs, want 1", got)
+	}
+}
+
+func TestMiddlewareReportsServiceTime(t *testing.T) {
+	var mu sync.Mutex
+	now := time.UnixMilli(1_700_000_000_000)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	m := &Middleware{Clock: clock}
+	srv := newServer(t, m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		now = now.Add(8 * time.Millisecond) // the handler "takes" 8 ms
+		mu.Unlock()
+		w.WriteHeader(200)
+	})))
+	resp, _ := get(t, srv.URL)
+	if l := loadOf(t, resp.Header); l.LatencyMicros != 0 {
+		t.Errorf("first reply reports l=%d before any request finished, want 0", l.LatencyMicros)
+	}
+	resp, _ = get(t, srv.URL)
+	if l := loadOf(t, resp.Header); l.LatencyMicros != 8000 {
+		t.Errorf("second reply reports l=%d, want 8000", l.LatencyMicros)
+	}
+	if got := m.ServiceTime(); got != 8*time.Millisecond {
+		t.Errorf("ServiceTime() = %v, want 8ms", got)
 	}
 }

@@ -19,7 +19,7 @@ func (s State) String() string {
 }
 
 // AppendLoad appends the load record of l to dst and returns the extended
-// buffer. Fields at their default (c=0, s=ok, e=0) are left out.
+// buffer. Fields at their default (c=0, s=ok, e=0, l=0) are left out.
 //
 // AppendLoad does not validate l. An invalid field is written as it is, so
 // the receiver refuses the record instead of the sender quietly repairing it;
@@ -45,6 +45,10 @@ func AppendLoad(dst []byte, l Load) []byte {
 		dst = append(dst, ";e="...)
 		dst = strconv.AppendUint(dst, l.Epoch, 10)
 	}
+	if l.LatencyMicros != 0 {
+		dst = append(dst, ";l="...)
+		dst = strconv.AppendInt(dst, l.LatencyMicros, 10)
+	}
 	return dst
 }
 
@@ -68,6 +72,8 @@ func (l Load) Validate() error {
 		return fmt.Errorf("%w: load u=%g, want 0..%g", ErrOutOfRange, l.Util, MaxUtil)
 	case l.State != StateOK && l.State != StateDraining:
 		return fmt.Errorf("%w: load s=%v, want ok or draining", ErrOutOfRange, l.State)
+	case l.LatencyMicros < 0 || l.LatencyMicros > MaxLatencyMicros:
+		return fmt.Errorf("%w: load l=%d, want 0..%d", ErrOutOfRange, l.LatencyMicros, int64(MaxLatencyMicros))
 	}
 	return nil
 }
@@ -80,6 +86,7 @@ const (
 	seenU
 	seenS
 	seenE
+	seenL
 )
 
 // ParseLoad parses a load record. It refuses a record longer than
@@ -160,6 +167,13 @@ func ParseLoad(s string) (Load, error) {
 				return Load{}, err
 			}
 			l.Epoch = n
+		case "l":
+			bit = seenL
+			n, kind := parseUint(val)
+			if err := intErr("l", val, kind, n, 0, MaxLatencyMicros); err != nil {
+				return Load{}, err
+			}
+			l.LatencyMicros = int64(n)
 		default:
 			// A newer minor version's key. The record is at most
 			// MaxLoadLen bytes, so looking back for a repeat is cheap

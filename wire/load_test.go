@@ -58,6 +58,7 @@ func TestAppendLoad(t *testing.T) {
 		{Load{TimeMillis: math.MaxInt64, InFlight: MaxInFlight, Capacity: MaxInFlight, Util: MaxUtil, State: StateDraining, Epoch: math.MaxUint64},
 			"v=1;t=9223372036854775807;q=1048576;c=1048576;u=1000;s=draining;e=18446744073709551615"},
 		{Load{TimeMillis: 9, Util: 1e-7}, "v=1;t=9;q=0;u=1e-07"},
+		{Load{TimeMillis: 9, LatencyMicros: 8200}, "v=1;t=9;q=0;u=0;l=8200"},
 		{Load{TimeMillis: 9, Util: math.Nextafter(0.3, 1)}, "v=1;t=9;q=0;u=0.30000000000000004"},
 		// Invalid input is written as is, for the receiver to refuse.
 		{Load{TimeMillis: -1, InFlight: -2, Util: math.NaN(), State: 7}, "v=1;t=-1;q=-2;u=NaN;s=State(7)"},
@@ -94,6 +95,8 @@ func TestParseLoad(t *testing.T) {
 		{"v=1;t=1;u=-0", Load{TimeMillis: 1}},
 		{"v=1;t=1;u=-0.0e0", Load{TimeMillis: 1}},
 		{"v=1;t=1;q=-0;e=-0", Load{TimeMillis: 1}},
+		{"v=1;t=1;l=8200", Load{TimeMillis: 1, LatencyMicros: 8200}},
+		{"v=1;t=1;l=3600000000", Load{TimeMillis: 1, LatencyMicros: MaxLatencyMicros}},
 		// White space around the record and each pair.
 		{" \tv=1 ; t=2\t;q=3 ", Load{TimeMillis: 2, InFlight: 3}},
 		// Unknown keys of a newer minor version.
@@ -152,6 +155,10 @@ func TestParseLoadErrors(t *testing.T) {
 		{"v=1;t=5ms", ErrMalformed},
 		{"v=1;t=0x10", ErrMalformed},
 		{"v=1;t=1;q=-1", ErrOutOfRange},
+		{"v=1;t=1;l=-1", ErrOutOfRange},
+		{"v=1;t=1;l=3600000001", ErrOutOfRange},
+		{"v=1;t=1;l=1.5", ErrMalformed},
+		{"v=1;t=1;l=1;l=2", ErrMalformed},
 		{"v=1;t=1;q=1048577", ErrOutOfRange},
 		{"v=1;t=1;c=1048577", ErrOutOfRange},
 		{"v=1;t=1;c=-", ErrMalformed},

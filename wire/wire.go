@@ -10,7 +10,7 @@
 //
 // Load record, one line of ';'-separated key=value pairs, version first:
 //
-//	v=1;t=1732770000123;q=3;c=4;u=0.75;s=ok;e=17
+//	v=1;t=1732770000123;q=3;c=4;u=0.75;s=ok;e=17;l=8200
 //
 //	v  major version, must be 1
 //	t  measurement time, Unix milliseconds (required, > 0)
@@ -19,6 +19,9 @@
 //	u  utilisation, 1.0 = fully busy (0..MaxUtil, finite, default 0)
 //	s  state: ok or draining (default ok)
 //	e  membership epoch the member knows (optional, 0 = none)
+//	l  the member's own recent service time, microseconds: how long its
+//	   handler took, without the network (0..MaxLatencyMicros, 0 = unknown).
+//	   Added in minor version 1.1; older readers skip it.
 //
 // Members record:
 //
@@ -58,6 +61,8 @@ const (
 	MaxWeight     = 1e6      // member weight
 	MaxZoneLen    = 64       // bytes in a zone name
 	MaxURLLen     = 512      // bytes in a member URL
+
+	MaxLatencyMicros = 3_600_000_000 // l: one hour
 )
 
 // Sentinel errors; every parse error wraps exactly one of them and names the
@@ -87,6 +92,9 @@ type Load struct {
 	Util       float64 // utilisation, 1.0 = fully busy
 	State      State
 	Epoch      uint64 // membership epoch known to the member, 0 = none
+	// LatencyMicros is the member's own recent service time in
+	// microseconds (an average it keeps itself), 0 = unknown.
+	LatencyMicros int64
 }
 
 // Member is one entry of a membership record.
