@@ -144,6 +144,7 @@ type snapshot struct {
 type Node struct {
 	cfg  Config
 	list *memberlist.Memberlist
+	addr string // host:port peers join, fixed at Start
 
 	mu      sync.Mutex
 	peers   map[string]*peer
@@ -228,16 +229,18 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	n.list = list
+	// memberlist's LocalNode returns a node that memberlist rewrites
+	// whenever our loop updates the metadata (UpdateNode); read the address
+	// once, before the loop starts.
+	ln := list.LocalNode()
+	n.addr = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 	n.refresh()
 	go n.loop()
 	return n, nil
 }
 
 // Addr is the node's gossip address (host:port), for peers' Join.
-func (n *Node) Addr() string {
-	ln := n.list.LocalNode()
-	return net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
-}
+func (n *Node) Addr() string { return n.addr }
 
 // Join contacts the given peers (host:port) and returns how many answered.
 // One reachable peer is enough.

@@ -37,6 +37,9 @@ commands:
   cert      keygen, sign, verify, inspect and endorse service certificates
   resolve   find a service's certificate through its roots (service://NAME)
   serve-cert  publish certificates from a directory as an HTTP root
+  agent     report a server's load and health for directors (GET /load), beside an unmodified server
+  member    an HTTP member: load reporting, service time, capacity, graceful drain
+  testbed   network-namespace hosts for trying failures by hand: up, down, status, fault
   version   print the version
   help      show this help, or 'help COMMAND' for a command's flags
 `
@@ -99,6 +102,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		err = runResolve(ctx, rest, stdout, stderr)
 	case "serve-cert":
 		err = runServeCert(ctx, rest, stdout, stderr, ready)
+	case "agent":
+		err = runAgent(ctx, rest, stdout, stderr)
+	case "member":
+		err = runMember(ctx, rest, stdout, stderr)
+	case "testbed":
+		err = runTestbed(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		if len(rest) > 0 {
 			err = usagef("unexpected argument %q", rest[0])
@@ -108,7 +117,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	case "help", "-h", "-help", "--help":
 		return help(rest, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "smartclient: unknown command %q; commands: demo, proxy, cert, resolve, serve-cert, version, help\n", cmd)
+		fmt.Fprintf(stderr, "smartclient: unknown command %q; commands: demo, proxy, cert, resolve, serve-cert, agent, member, testbed, version, help\n", cmd)
 		return ExitUsage
 	}
 	return report(cmd, err, stdout, stderr)
@@ -156,11 +165,17 @@ func help(args []string, stdout, stderr io.Writer) int {
 		return report("resolve", runResolve(context.Background(), []string{"-h"}, stdout, stderr), stdout, stderr)
 	case "serve-cert":
 		return report("serve-cert", runServeCert(context.Background(), []string{"-h"}, stdout, stderr, nil), stdout, stderr)
+	case "agent":
+		return report("agent", runAgent(context.Background(), []string{"-h"}, stdout, stderr), stdout, stderr)
+	case "member":
+		return report("member", runMember(context.Background(), []string{"-h"}, stdout, stderr), stdout, stderr)
+	case "testbed":
+		return report("testbed", runTestbed(context.Background(), []string{"-h"}, stdout, stderr), stdout, stderr)
 	case "version", "help":
 		fmt.Fprint(stdout, mainUsage)
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "smartclient help: unknown command %q; commands: demo, proxy, cert, resolve, serve-cert, version, help\n", args[0])
+	fmt.Fprintf(stderr, "smartclient help: unknown command %q; commands: demo, proxy, cert, resolve, serve-cert, agent, member, testbed, version, help\n", args[0])
 	return ExitUsage
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/smartclient/smartclient/agent"
 	"github.com/smartclient/smartclient/balance"
 	"github.com/smartclient/smartclient/balance/policy"
 	"github.com/smartclient/smartclient/bootstrap"
@@ -61,6 +62,7 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 	var (
 		cfg                 ProxyConfig
 		members             memberList
+		agents              memberList // MEMBER=AGENT pairs
 		probePath, pollPath string
 		svc                 serviceFlags
 	)
@@ -76,7 +78,8 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 	fs.BoolVar(&cfg.Director.LearnMembers, "learn-members", false, "accept membership records piggy-backed on replies")
 	fs.StringVar(&probePath, "probe-path", "", "readmit an ejected member only after GET PATH on it answers below 500 (default: readmit with one strike)")
 	fs.StringVar(&pollPath, "poll-path", "", "poll every member's load with GET PATH (its "+wire.LoadHeader+" header) each --poll-interval")
-	fs.DurationVar(&cfg.Director.PollInterval, "poll-interval", time.Second, "time between load polls, with --poll-path")
+	fs.DurationVar(&cfg.Director.PollInterval, "poll-interval", time.Second, "time between load polls, with --poll-path or --agent")
+	fs.Var(&agents, "agent", "MEMBER=AGENT_URL: poll the load of an unmodified member from the smartclient agent beside it (GET AGENT_URL/load, or --poll-path); repeat for each member")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", defaultShutdown, "how long to wait for in-flight requests on SIGINT/SIGTERM")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -126,7 +129,13 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 	if probePath != "" {
 		cfg.Director.Prober = &smarthttp.Prober{Path: probePath}
 	}
-	if pollPath != "" {
+	if len(agents) > 0 {
+		p, err := agentPoller(agents, cfg.Members, pollPath)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Director.Poller = p
+	} else if pollPath != "" {
 		cfg.Director.Poller = &smarthttp.LoadPoller{Path: pollPath}
 	}
 	if cfg.Director.PollInterval <= 0 {
@@ -402,4 +411,39 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer, read
 	}
 	fmt.Fprintln(stdout, "stopped")
 	return nil
+}
+
+// agentPoller builds the poller for --agent MEMBER=AGENT_URL pairs. With
+// --member, every pair must name one of the members, so a typo cannot
+// silently leave a member unpolled; with --service the member list is not
+// known yet, and a member without an agent is simply not polled (its poll
+// fails and is counted).
+func agentPoller(pairs memberList, members []balance.Member, path string) (*agent.Poller, error) {
+	known := make(map[string]bool, len(members))
+	for _, m := range members {
+		known[m.URL] = true
+	}
+	p := &agent.Poller{Agents: make(map[string]string, len(pairs)), Poll: smarthttp.LoadPoller{Path: path}}
+	for _, pair := range pairs {
+		m, a, ok := strings.Cut(pair, "=")
+		if !ok {
+			return nil, usagef("--agent %q: want MEMBER_URL=AGENT_URL", pair)
+		}
+		mu, err := ParseMemberURL(m)
+		if err != nil {
+			return nil, usagef("--agent %q: member: %v", pair, err)
+		}
+		au, err := ParseMemberURL(a)
+		if err != nil {
+			return nil, usagef("--agent %q: agent: %v", pair, err)
+		}
+		if len(members) > 0 && !known[mu] {
+			return nil, usagef("--agent %q: %s is not one of the --member URLs", pair, mu)
+		}
+		if _, dup := p.Agents[mu]; dup {
+			return nil, usagef("--agent %q: member %s already has an agent", pair, mu)
+		}
+		p.Agents[mu] = au
+	}
+	return p, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smartclient/smartclient/smarthttp"
+	"github.com/smartclient/smartclient/wire"
 )
 
 // syncBuffer is a bytes.Buffer safe for the proxy's goroutine to write
@@ -524,5 +525,77 @@ func TestProxyAttemptTimeoutIs504(t *testing.T) {
 	code, body, _ := get(t, p.url+"/hang")
 	if code != http.StatusGatewayTimeout || !strings.Contains(body, "attempt timed out") {
 		t.Fatalf("status %d body %q, want 504 naming the timeout", code, body)
+	}
+}
+
+// TestProxyPollsAgents: members that cannot report load (plain servers, no
+// middleware) are polled through the agents beside them, named with
+// --agent; an agent saying its server is unhealthy (draining) takes the
+// member out of rotation.
+func TestProxyPollsAgents(t *testing.T) {
+	var servedA, servedB atomic.Int64
+	plain := func(n *atomic.Int64) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.Add(1) }))
+		t.Cleanup(s.Close)
+		return s
+	}
+	a, b := plain(&servedA), plain(&servedB)
+	var polls atomic.Int64
+	agentB := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/load" {
+			http.NotFound(w, r)
+			return
+		}
+		polls.Add(1)
+		w.Header().Set(wire.LoadHeader, wire.Load{TimeMillis: time.Now().UnixMilli(), State: wire.StateDraining}.String())
+	}))
+	t.Cleanup(agentB.Close)
+	p := startProxy(t, "--member", a.URL, "--member", b.URL, "--agent", b.URL+"="+agentB.URL, "--poll-interval", "10ms")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := fetchStats(t, p.url)
+		var state string
+		for _, m := range st.Members {
+			if m.URL == b.URL {
+				state = m.State
+			}
+		}
+		if state == "draining" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member b never became draining through its agent (polls=%d, state %q)", polls.Load(), state)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the proxy's stats, not waiting blindly
+	}
+	before := servedB.Load()
+	for i := range 20 {
+		if code, body, _ := get(t, p.url+"/"); code != 200 {
+			t.Fatalf("request %d: %d %s", i, code, body)
+		}
+	}
+	if got := servedB.Load() - before; got != 0 {
+		t.Errorf("draining member b served %d of 20 requests after its agent said draining", got)
+	}
+	if servedA.Load() < 20 {
+		t.Errorf("member a served %d, want >= 20", servedA.Load())
+	}
+}
+
+func TestProxyAgentFlagErrors(t *testing.T) {
+	m := "--member=http://127.0.0.1:1"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{m, "--agent", "http://127.0.0.1:1"}, "want MEMBER_URL=AGENT_URL"},
+		{[]string{m, "--agent", "http://127.0.0.1:2=http://127.0.0.1:9"}, "is not one of the --member URLs"},
+		{[]string{m, "--agent", "http://127.0.0.1:1=ftp:/x"}, "agent:"},
+		{[]string{m, "--agent", "http://127.0.0.1:1=http://a:9", "--agent", "http://127.0.0.1:1=http://b:9"}, "already has an agent"},
+	} {
+		_, err := parseProxyFlags(tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
+		}
 	}
 }
