@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The README's test command: static checks, then every test with the race
-# detector. Run from anywhere; it works on the repository it lives in.
+# The README's test command: installs what is missing, static checks, every
+# test with the race detector, then the failure suite on network namespaces
+# (root). Run from anywhere; it works on the repository it lives in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# What the tests need: Debian packages (when missing) and Go modules.
+bash scripts/install-deps.sh
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
@@ -16,3 +20,6 @@ go vet ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./... "$@"
+
+echo "== failure suite (network namespaces, as root; no -race: it measures timing)"
+go test -tags failsuite -run TestFailureSuite -count=1 -v -timeout 10m ./failsuite

@@ -1,0 +1,5 @@
+//go:build race
+
+package failsuite
+
+func init() { raceEnabled = true }

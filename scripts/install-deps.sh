@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine, as root: the
+# Debian packages below, when missing, and the Go modules (go mod download).
+# Cheap when everything is there; scripts/test.sh and .ci/run both call it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: gcc for the race detector (cgo); iproute2
+# and iptables for the testbed's network-namespace hosts and faults; nginx as
+# the unmodified legacy server (testbed, agent).
+# Only missing ones are installed (as root), so a prepared machine starts at once.
+need=()
+for pkg in gcc iproute2 iptables nginx; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+
+go mod download
