@@ -178,12 +178,13 @@ func Tuned() director.Config {
 	}
 }
 
-// TunedProxyFlags are the proxy's closest equivalent of Tuned: the proxy
-// does not expose the hedge quantile, ejection or probe timeout, so those
-// keep the director's defaults.
+// TunedProxyFlags are Tuned as proxy flags. The hedge's MinDelay and
+// MinSamples have no flags and keep the director's defaults (1ms, 50).
 func TunedProxyFlags() []string {
-	return []string{"--policy", "p2c", "--max-attempts", "3", "--attempt-timeout", "1s", "--hedge",
-		"--probe-path", healthPath, "--poll-path", healthPath, "--poll-interval", "500ms"}
+	return []string{"--policy", "p2c", "--max-attempts", "3", "--attempt-timeout", "1s",
+		"--hedge", "--hedge-quantile", "0.95", "--eject-base", "500ms", "--eject-max", "1s",
+		"--probe-path", healthPath, "--probe-timeout", "200ms",
+		"--poll-path", healthPath, "--poll-interval", "500ms"}
 }
 
 // Result is one run: its report and what the plot needs.

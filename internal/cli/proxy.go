@@ -76,6 +76,10 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 	fs.BoolVar(&cfg.Director.Hedge.Enabled, "hedge", false, "hedge slow idempotent requests on a second member")
 	fs.StringVar(&cfg.Director.Zone, "zone", "", "this client's zone, for the locality policy")
 	fs.BoolVar(&cfg.Director.LearnMembers, "learn-members", false, "accept membership records piggy-backed on replies")
+	fs.Float64Var(&cfg.Director.Hedge.Quantile, "hedge-quantile", 0.95, "with --hedge: hedge after this quantile of recent latency, in (0, 1)")
+	fs.DurationVar(&cfg.Director.Health.BaseEjection, "eject-base", 500*time.Millisecond, "first ejection of a failing member; doubles for each further one")
+	fs.DurationVar(&cfg.Director.Health.MaxEjection, "eject-max", 30*time.Second, "longest ejection")
+	fs.DurationVar(&cfg.Director.ProbeTimeout, "probe-timeout", time.Second, "with --probe-path: bound on one probe")
 	fs.StringVar(&probePath, "probe-path", "", "readmit an ejected member only after GET PATH on it answers below 500 (default: readmit with one strike)")
 	fs.StringVar(&pollPath, "poll-path", "", "poll every member's load with GET PATH (its "+wire.LoadHeader+" header) each --poll-interval")
 	fs.DurationVar(&cfg.Director.PollInterval, "poll-interval", time.Second, "time between load polls, with --poll-path or --agent")
@@ -117,6 +121,15 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 	}
 	if cfg.Director.MaxAttempts < 0 || cfg.Director.MaxAttempts > 100 || cfg.Director.MaxAttempts == 0 && cfg.Service == nil {
 		return cfg, usagef("--max-attempts %d: must be in 1..100", cfg.Director.MaxAttempts)
+	}
+	if q := cfg.Director.Hedge.Quantile; !(q > 0 && q < 1) {
+		return cfg, usagef("--hedge-quantile %v: must be in (0, 1)", q)
+	}
+	if h := cfg.Director.Health; h.BaseEjection <= 0 || h.MaxEjection < h.BaseEjection {
+		return cfg, usagef("--eject-base %v, --eject-max %v: want 0 < base <= max", h.BaseEjection, h.MaxEjection)
+	}
+	if cfg.Director.ProbeTimeout <= 0 {
+		return cfg, usagef("--probe-timeout %v: must be > 0", cfg.Director.ProbeTimeout)
 	}
 	if cfg.Director.AttemptTimeout < 0 {
 		return cfg, usagef("--attempt-timeout %v: must be >= 0", cfg.Director.AttemptTimeout)

@@ -599,3 +599,28 @@ func TestProxyAgentFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestProxyTuningFlags(t *testing.T) {
+	m := "--member=http://127.0.0.1:1"
+	cfg, err := parseProxyFlags([]string{m, "--hedge", "--hedge-quantile", "0.9", "--eject-base", "200ms", "--eject-max", "1s", "--probe-timeout", "300ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Director
+	if d.Hedge.Quantile != 0.9 || d.Health.BaseEjection != 200*time.Millisecond || d.Health.MaxEjection != time.Second || d.ProbeTimeout != 300*time.Millisecond {
+		t.Errorf("flags not applied: hedge %+v health %+v probe %v", d.Hedge, d.Health, d.ProbeTimeout)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{m, "--hedge-quantile", "1"}, "--hedge-quantile 1: must be in (0, 1)"},
+		{[]string{m, "--eject-base", "2s", "--eject-max", "1s"}, "want 0 < base <= max"},
+		{[]string{m, "--eject-base", "0s"}, "want 0 < base <= max"},
+		{[]string{m, "--probe-timeout", "0s"}, "--probe-timeout 0s: must be > 0"},
+	} {
+		if _, err := parseProxyFlags(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
+		}
+	}
+}
