@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: gcc for the race detector (cgo); iproute2
 # and iptables for the testbed's network-namespace hosts and faults; nginx as
-# the unmodified legacy server (testbed, agent).
+# the unmodified legacy server (testbed, agent); etcd-server for the etcd
+# registry's tests against a real etcd.
 # Only missing ones are installed (as root), so a prepared machine starts at once.
 need=()
-for pkg in gcc iproute2 iptables nginx; do
+for pkg in gcc iproute2 iptables nginx etcd-server; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
