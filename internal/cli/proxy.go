@@ -52,6 +52,9 @@ type ProxyConfig struct {
 	// instead of Members; Director's fields then override the
 	// certificate's.
 	Service *bootstrap.Config
+	// Registry, if set, takes the members from a registry (etcd or Consul)
+	// instead of Members, and keeps the director in step with it.
+	Registry *RegistrySpec
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
 	// Default 10s.
 	ShutdownTimeout time.Duration
@@ -65,11 +68,13 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 		agents              memberList // MEMBER=AGENT pairs
 		probePath, pollPath string
 		svc                 serviceFlags
+		registrySpec        string
 	)
 	fs := newFlagSet("proxy")
 	fs.StringVar(&cfg.Listen, "listen", DefaultListen, "address to listen on (port 0: any free port)")
 	fs.Var(&members, "member", "member base URL, e.g. http://10.0.0.1:8080 (repeat for each member)")
 	svc.register(fs)
+	fs.StringVar(&registrySpec, "registry", "", "take the members from a registry and follow its changes: etcd://HOST:PORT[,HOST:PORT]/SERVICE or consul://HOST:PORT/SERVICE[?tag=TAG]")
 	fs.StringVar(&cfg.Director.Policy, "policy", policy.Default, "selection policy: "+strings.Join(policy.Names(), ", "))
 	fs.IntVar(&cfg.Director.MaxAttempts, "max-attempts", 3, "attempts per request, first included (1 disables retries)")
 	fs.DurationVar(&cfg.Director.AttemptTimeout, "attempt-timeout", 0, "cancel an attempt after this long and try another member (0: none)")
@@ -95,7 +100,18 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 	if cfg.Members, err = members.members(); err != nil {
 		return cfg, err
 	}
+	if registrySpec != "" {
+		spec, err := ParseRegistrySpec(registrySpec)
+		if err != nil {
+			return cfg, usagef("--registry %q: %v", registrySpec, err)
+		}
+		if svc.name != "" || len(cfg.Members) > 0 {
+			return cfg, usagef("give one of --registry, --service or --member")
+		}
+		cfg.Registry = &spec
+	}
 	switch {
+	case cfg.Registry != nil:
 	case svc.name != "" && len(cfg.Members) > 0:
 		return cfg, usagef("give either --service or --member, not both")
 	case svc.name != "":
@@ -114,7 +130,7 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 			cfg.Director.MaxAttempts = 0
 		}
 	case len(cfg.Members) == 0:
-		return cfg, usagef("no members: give at least one --member http://HOST:PORT, or --service service://NAME")
+		return cfg, usagef("no members: give at least one --member http://HOST:PORT, --service service://NAME or --registry URL")
 	}
 	if err := checkPolicy(cfg.Director.Policy); err != nil {
 		return cfg, err
@@ -210,6 +226,11 @@ func NewProxy(ctx context.Context, cfg ProxyConfig, logw io.Writer) (*Proxy, err
 		boot = c
 		crt, _ := c.Certificate()
 		cfg.Members = crt.Members()
+	} else if cfg.Registry != nil {
+		var err error
+		if d, cfg.Members, closeDir, err = registryDirector(ctx, *cfg.Registry, cfg.Director); err != nil {
+			return nil, err
+		}
 	} else {
 		var err error
 		if d, err = director.New(cfg.Director, cfg.Members); err != nil {
