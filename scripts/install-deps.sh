@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: gcc for the race detector (cgo); iproute2
 # and iptables for the testbed's network-namespace hosts and faults; nginx as
 # the unmodified legacy server (testbed, agent); etcd-server for the etcd
-# registry's tests against a real etcd.
+# registry's tests against a real etcd; haproxy (and nginx) as the proxy
+# load balancers the benchmark compares against.
 # Only missing ones are installed (as root), so a prepared machine starts at once.
 need=()
-for pkg in gcc iproute2 iptables nginx etcd-server; do
+for pkg in gcc iproute2 iptables nginx haproxy etcd-server; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -40,6 +40,7 @@ commands:
   agent     report a server's load and health for directors (GET /load), beside an unmodified server
   member    an HTTP member: load reporting, service time, capacity, graceful drain
   testbed   network-namespace hosts for trying failures by hand: up, down, status, fault
+  bench     side-by-side benchmark against HAProxy, nginx, DNS round robin and a direct connection
   version   print the version
   help      show this help, or 'help COMMAND' for a command's flags
 `
@@ -108,6 +109,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		err = runMember(ctx, rest, stdout, stderr)
 	case "testbed":
 		err = runTestbed(ctx, rest, stdout, stderr)
+	case "bench":
+		err = runBench(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		if len(rest) > 0 {
 			err = usagef("unexpected argument %q", rest[0])
@@ -117,7 +120,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	case "help", "-h", "-help", "--help":
 		return help(rest, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "smartclient: unknown command %q; commands: demo, proxy, cert, resolve, serve-cert, agent, member, testbed, version, help\n", cmd)
+		fmt.Fprintf(stderr, "smartclient: unknown command %q; commands: demo, proxy, cert, resolve, serve-cert, agent, member, testbed, bench, version, help\n", cmd)
 		return ExitUsage
 	}
 	return report(cmd, err, stdout, stderr)
@@ -171,11 +174,13 @@ func help(args []string, stdout, stderr io.Writer) int {
 		return report("member", runMember(context.Background(), []string{"-h"}, stdout, stderr), stdout, stderr)
 	case "testbed":
 		return report("testbed", runTestbed(context.Background(), []string{"-h"}, stdout, stderr), stdout, stderr)
+	case "bench":
+		return report("bench", runBench(context.Background(), []string{"-h"}, stdout, stderr), stdout, stderr)
 	case "version", "help":
 		fmt.Fprint(stdout, mainUsage)
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "smartclient help: unknown command %q; commands: demo, proxy, cert, resolve, serve-cert, agent, member, testbed, version, help\n", args[0])
+	fmt.Fprintf(stderr, "smartclient help: unknown command %q; commands: demo, proxy, cert, resolve, serve-cert, agent, member, testbed, bench, version, help\n", args[0])
 	return ExitUsage
 }
 

@@ -1,0 +1,4 @@
+package bench
+
+// NeedPackages is needPackages for the external tests.
+var NeedPackages = needPackages
