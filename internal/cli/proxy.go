@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -194,6 +196,7 @@ type Proxy struct {
 
 	inFlight atomic.Int64
 	latency  *prometheus.HistogramVec
+	byClass  [6]prometheus.Observer // latency's series for 1xx..5xx, looked up once
 }
 
 // NewProxy builds the director and the handler. logw receives proxy errors.
@@ -258,6 +261,9 @@ func NewProxy(ctx context.Context, cfg ProxyConfig, logw io.Writer) (*Proxy, err
 		Help:    "Time from receiving a request to finishing its response, by status class.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5ms .. ~16s
 	}, []string{"code"})
+	for c := 1; c <= 5; c++ {
+		p.byClass[c] = p.latency.WithLabelValues(strconv.Itoa(c) + "xx")
+	}
 	p.reg.MustRegister(
 		NewCollector(d),
 		p.latency,
@@ -270,9 +276,14 @@ func NewProxy(ctx context.Context, cfg ProxyConfig, logw io.Writer) (*Proxy, err
 	)
 
 	rp := &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     smarthttp.NewTransport(d, base),
-		FlushInterval: -1, // stream: server-sent events and long polls must not wait for a buffer
+		Rewrite:   p.rewrite,
+		Transport: smarthttp.NewTransport(d, base),
+		// 0: ReverseProxy flushes at once whatever has no Content-Length
+		// (server-sent events, long polls, chunked streams) and buffers the
+		// rest, so a small reply goes out in one write instead of a chunked
+		// header write, body write and trailer write (-1 cost 4x in
+		// throughput here).
+		FlushInterval: 0,
 		ErrorHandler:  p.proxyError,
 		ErrorLog:      p.log,
 	}
@@ -345,7 +356,11 @@ func (p *Proxy) measure(h http.Handler) http.Handler {
 			if code == 0 {
 				code = http.StatusOK
 			}
-			p.latency.WithLabelValues(strconv.Itoa(code/100) + "xx").Observe(time.Since(start).Seconds())
+			if c := code / 100; c >= 1 && c <= 5 {
+				p.byClass[c].Observe(time.Since(start).Seconds())
+			} else {
+				p.latency.WithLabelValues(strconv.Itoa(c) + "xx").Observe(time.Since(start).Seconds())
+			}
 		}()
 		h.ServeHTTP(rec, r)
 	})
@@ -413,6 +428,12 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer, read
 	cfg, err := parseProxyFlags(args)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		// A proxy allocates per request and holds little: trading some
+		// memory for a quarter of the collector's work raised its rate by
+		// about a fifth in the hop benchmark. GOGC still overrides it.
+		debug.SetGCPercent(400)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
