@@ -18,6 +18,17 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Installing nginx, haproxy or etcd-server would start them as system
+  # services; the tests start their own on free ports. A policy-rc.d that
+  # says "no" keeps the packages from starting daemons (and from failing
+  # where no init system runs); it is removed again if we made it.
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  trap '[ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
