@@ -488,10 +488,11 @@ func List(ctx context.Context, prefix string) ([]BedInfo, error) {
 	return out, nil
 }
 
-// Down removes every bed of prefix, whatever its owner's state: its
-// processes, namespaces, links, root rules and records, and returns the
-// names of the beds it removed. Given a bed's name (PREFIX-XXXX) instead,
-// it removes that bed only. It is `smartclient testbed down`: for people
+// Down removes every bed of prefix but those whose owner still runs (a
+// test in progress, which removes its own bed): their processes,
+// namespaces, links, root rules and records, and returns the names of the
+// beds it removed. Given a bed's name (PREFIX-XXXX) instead, it removes that
+// bed whatever its owner's state. It is `smartclient testbed down`: for people
 // cleaning up, and for tests removing a bed whose owner they killed (New
 // sweeps dead beds by itself).
 func Down(ctx context.Context, prefix string) ([]string, error) {
@@ -517,7 +518,17 @@ func Down(ctx context.Context, prefix string) ([]string, error) {
 			names = []string{prefix}
 		}
 	} else {
-		names = bedNames(recs, inv, prefix)
+		live := make(map[string]bool)
+		for _, r := range recs {
+			if r.Pid != 0 && r.ownerAlive() {
+				live[r.Name] = true
+			}
+		}
+		for _, n := range bedNames(recs, inv, prefix) {
+			if !live[n] { // a running test's bed is left to it
+				names = append(names, n)
+			}
+		}
 	}
 	var errs []error
 	for _, n := range names {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -750,4 +751,31 @@ func processAlive(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
+// TestDownSparesLiveBeds: `testbed down --prefix P` must not pull a bed out
+// from under a test that is still running; naming the bed still removes it.
+func TestDownSparesLiveBeds(t *testing.T) {
+	ctx := context.Background()
+	b := newBed(t, testbed.Config{Hosts: 1, Prefix: "scdn"})
+	removed, err := testbed.Down(ctx, "scdn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(removed, b.Name()) {
+		t.Fatalf("Down by prefix removed %s, whose owner (this test) still runs", b.Name())
+	}
+	if len(leftovers(t, b.Name())) == 0 {
+		t.Fatalf("%s's namespaces and record are gone after Down by prefix", b.Name())
+	}
+	removed, err = testbed.Down(ctx, b.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(removed, b.Name()) {
+		t.Fatalf("Down(%s) removed %v, want the bed", b.Name(), removed)
+	}
+	if left := leftovers(t, b.Name()); len(left) != 0 {
+		t.Fatalf("left after Down by name: %v", left)
+	}
 }

@@ -19,7 +19,7 @@ bridge whose gateway address is this machine's (needs root, iproute2,
 iptables). Tests use the testbed package instead.
 
   up     [--hosts N] [--prefix P] [--subnet S]  create a bed that stays until 'down'; print its hosts
-  down   [--prefix P | --bed NAME]              remove every bed, namespace, link and rule of prefix P
+  down   [--prefix P | --bed NAME]              remove the beds of prefix P (a running test's bed only with --bed)
   status [--prefix P]                           list the beds: owner, subnet, namespaces
   fault  [--bed NAME] KIND ARGS...              inject a fault that stays until 'fault heal':
            blackhole HOST | refuse HOST PORT | loss HOST PERCENT |
@@ -94,8 +94,18 @@ func runTestbed(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		for _, n := range names {
 			fmt.Fprintf(stdout, "removed %s\n", n)
 		}
+		if *bed == "" {
+			// Down leaves the beds of running tests alone; say so.
+			if beds, lerr := testbed.List(ctx, *prefix); lerr == nil {
+				for _, b := range beds {
+					if b.Alive && !b.Persistent && b.Subnet != "" {
+						fmt.Fprintf(stdout, "kept %s: its owner, pid %d, still runs (remove it anyway with --bed %s)\n", b.Name, b.Pid, b.Name)
+					}
+				}
+			}
+		}
 		if len(names) == 0 && err == nil {
-			fmt.Fprintf(stdout, "no bed %s\n", what)
+			fmt.Fprintf(stdout, "no bed %s removed\n", what)
 		}
 		return err
 
