@@ -129,7 +129,9 @@ func (b *Balancer) Epoch() uint64 {
 func (b *Balancer) Pick(in *PickInput) *Endpoint {
 	e := b.snap.Load().picker.Pick(in)
 	if e != nil {
-		e.inflight.Add(1)
+		if e.inflight.Add(1) == 1 {
+			e.heard.Store(in.Now)
+		}
 		e.picks.Add(1)
 	}
 	return e
@@ -137,7 +139,11 @@ func (b *Balancer) Pick(in *PickInput) *Endpoint {
 
 // Acquire counts an attempt on e that was chosen outside Pick (a probe, or
 // a caller that pins a member). The caller must call Done once.
-func (b *Balancer) Acquire(e *Endpoint) { e.inflight.Add(1) }
+func (b *Balancer) Acquire(e *Endpoint) {
+	if e.inflight.Add(1) == 1 {
+		e.heard.Store(-1)
+	}
+}
 
 // Outcome is how an attempt ended, as far as the member's health goes.
 type Outcome uint8
@@ -154,6 +160,7 @@ const (
 
 // Done ends an attempt started by Pick or Acquire: rtt is its duration.
 func (b *Balancer) Done(e *Endpoint, now int64, rtt time.Duration, o Outcome) {
+	e.heard.Store(now)
 	e.inflight.Add(-1)
 	if o == Abandoned {
 		// A cancelled attempt still tells us the member took at least this

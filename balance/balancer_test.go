@@ -585,3 +585,33 @@ func TestConcurrentBalancer(t *testing.T) {
 		}
 	}
 }
+
+// TestSilence: a member is silent from the pick that made it busy until an
+// attempt on it ends; idle or made busy by Acquire (no time) it is not.
+func TestSilence(t *testing.T) {
+	b := newBalancer(t, balance.Config{}, members(1))
+	e := b.Endpoints()[0]
+	now := 10 * sec
+	if got := e.Silence(now); got != 0 {
+		t.Fatalf("idle member silent for %v", time.Duration(got))
+	}
+	if b.Pick(&balance.PickInput{Now: now, Rand: newRand(1)}) != e {
+		t.Fatal("no pick")
+	}
+	b.Pick(&balance.PickInput{Now: now + 5*int64(time.Millisecond), Rand: newRand(1)}) // already busy: no reset
+	if got := e.Silence(now + 30*int64(time.Millisecond)); got != 30*int64(time.Millisecond) {
+		t.Fatalf("silence %v 30ms after the first pick, want 30ms", time.Duration(got))
+	}
+	b.Done(e, now+40*int64(time.Millisecond), 40*time.Millisecond, balance.Success) // one ends: heard from
+	if got := e.Silence(now + 50*int64(time.Millisecond)); got != 10*int64(time.Millisecond) {
+		t.Fatalf("silence %v 10ms after a reply with one still in flight, want 10ms", time.Duration(got))
+	}
+	b.Done(e, now+60*int64(time.Millisecond), time.Millisecond, balance.Success)
+	if got := e.Silence(now + sec); got != 0 {
+		t.Fatalf("idle again but silent for %v", time.Duration(got))
+	}
+	b.Acquire(e) // a poll: no time known
+	if got := e.Silence(now + 2*sec); got != 0 {
+		t.Fatalf("busy by Acquire only, silent for %v; want 0 (unknown)", time.Duration(got))
+	}
+}

@@ -36,6 +36,10 @@ type Endpoint struct {
 	Member Member
 
 	inflight atomic.Int64
+	// heard is when the member last showed life while busy: the pick that
+	// made it busy (0 → 1 in flight) or the last attempt that ended. -1:
+	// unknown (made busy by Acquire, which has no time), read as "just now".
+	heard atomic.Int64
 
 	// Peak-EWMA latency (Finagle, Linkerd): the cost jumps to any sample above
 	// it and decays towards newer samples, and towards zero while the member
@@ -90,6 +94,21 @@ func (e *Endpoint) inherit(old *Endpoint) {
 
 // InFlight is the number of requests this director has outstanding at the member.
 func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
+
+// Silence is how long the member has had work in flight without any of
+// it ending (nanoseconds; 0 when idle or unknown). A member whose replies
+// stopped coming — slow to its first reply, hung, black-holed — shows it
+// here before any reply could raise its cost.
+func (e *Endpoint) Silence(now int64) int64 {
+	if e.inflight.Load() <= 0 {
+		return 0
+	}
+	h := e.heard.Load()
+	if h < 0 || now <= h {
+		return 0
+	}
+	return now - h
+}
 
 // Cost is the member's peak-EWMA latency in nanoseconds, decayed to now.
 func (e *Endpoint) Cost(now int64, tau float64) float64 {

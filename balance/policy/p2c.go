@@ -39,7 +39,11 @@ type p2cPicker struct {
 // member 10× slower, 70% load: p99.9 150ms, 26ms with this form). A lone
 // director sees no others, so its picks are Finagle's.
 func Score(e *balance.Endpoint, now int64, tau float64) float64 {
-	cost := max(e.Cost(now, tau), 1000) // a never-measured or idle member still costs 1µs
+	// A member silent for longer than its cost is at least that slow: this
+	// moves work away from a member before its first slow reply arrives
+	// (32 fresh directors otherwise each queue a few requests behind a
+	// member ten times slower before any of them learns it).
+	cost := max(e.Cost(now, tau), float64(e.Silence(now)), 1000) // a never-measured or idle member still costs 1µs
 	own := float64(e.InFlight() + 1)
 	others := float64(e.ReportedOthers(now))
 	var s float64

@@ -706,3 +706,41 @@ func TestScore(t *testing.T) {
 		}
 	}
 }
+
+// TestP2CAvoidsSilentMember: of two members with the same cost, one that has
+// had a request out for longer than that cost without a reply scores worse,
+// before any slow reply could raise its cost.
+func TestP2CAvoidsSilentMember(t *testing.T) {
+	bal, eps := cluster(t, urls(2)...)
+	start := int64(time.Second)
+	pick := func(now int64, e *balance.Endpoint) {
+		t.Helper()
+		if got := bal.Pick(&balance.PickInput{Now: now, Rand: seeded(1), Tried: triedExcept(eps, e)}); got != e {
+			t.Fatalf("pinned pick got %v", got)
+		}
+	}
+	// Both get a request at start; b answers in 2ms and gets another.
+	pick(start, eps[0])
+	pick(start, eps[1])
+	bal.Done(eps[1], start+int64(2*time.Millisecond), 2*time.Millisecond, balance.Success)
+	pick(start+int64(2*time.Millisecond), eps[1])
+	now := start + int64(50*time.Millisecond)
+	if sa, sb := policy.Score(eps[0], now, tau), policy.Score(eps[1], now, tau); sa <= sb {
+		t.Fatalf("member silent for 50ms scores %v, one that answered in 2ms %v; want the silent one worse", sa, sb)
+	}
+	// Once a answers, its silence is over and its cost is what it measured.
+	bal.Done(eps[0], now, 3*time.Millisecond, balance.Success)
+	if sa, sb := policy.Score(eps[0], now, tau), policy.Score(eps[1], now, tau); sa >= sb {
+		t.Fatalf("after a's 3ms reply: a scores %v, b (48ms silent) %v; want a better", sa, sb)
+	}
+}
+
+func triedExcept(eps []*balance.Endpoint, keep *balance.Endpoint) []*balance.Endpoint {
+	var out []*balance.Endpoint
+	for _, e := range eps {
+		if e != keep {
+			out = append(out, e)
+		}
+	}
+	return out
+}
