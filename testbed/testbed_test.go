@@ -168,6 +168,14 @@ func TestHostsReachEachOther(t *testing.T) {
 
 func TestFaults(t *testing.T) {
 	b := newBed(t, testbed.Config{Hosts: 4})
+	// This test flaked twice beside other packages' namespace tests (a
+	// SIGSTOPped host answered, then became unreachable); if it fails,
+	// leave what the machine looked like in the log.
+	t.Cleanup(func() {
+		if t.Failed() {
+			logMachineState(t, b)
+		}
+	})
 	hs := b.Hosts()
 	procs := make([]*testbed.Proc, len(hs))
 	for i, h := range hs {
@@ -777,5 +785,32 @@ func TestDownSparesLiveBeds(t *testing.T) {
 	}
 	if left := leftovers(t, b.Name()); len(left) != 0 {
 		t.Fatalf("left after Down by name: %v", left)
+	}
+}
+
+// logMachineState logs the network and process state a failed test needs
+// to be understood: the bed, every namespace and its processes, root
+// addresses and routes, and the beds' records.
+func logMachineState(t *testing.T, b *testbed.Bed) {
+	t.Logf("bed %s subnet %s", b.Name(), b.Subnet())
+	for _, args := range [][]string{
+		{"ip", "netns", "list"},
+		{"ip", "-br", "addr"},
+		{"ip", "route", "show", "table", "all"},
+		{"iptables", "-S"},
+		{"sh", "-c", "for f in /run/smartclient-testbed/*.json; do echo \"$f: $(cat $f)\"; done"},
+	} {
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		t.Logf("$ %s (err %v)\n%s", strings.Join(args, " "), err, out)
+	}
+	for _, h := range b.Hosts() {
+		for _, args := range [][]string{
+			{"ip", "netns", "pids", h.Namespace()},
+			{"ip", "netns", "exec", h.Namespace(), "ip", "-br", "addr"},
+			{"ip", "netns", "exec", h.Namespace(), "iptables", "-S"},
+		} {
+			out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+			t.Logf("$ %s (err %v)\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 }
