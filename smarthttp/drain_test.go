@@ -208,8 +208,12 @@ func (m *rollingMember) handler() http.Handler {
 		}
 		m.served.Add(1)
 		once.Do(func() { close(picked) })
-		// Some service time, so that requests overlap the drain.
-		time.Sleep(500 * time.Microsecond)
+		// Some service time, so that requests overlap the drain; a
+		// request whose client gave up stops at once.
+		select {
+		case <-time.After(500 * time.Microsecond):
+		case <-r.Context().Done():
+		}
 		if r.Method == http.MethodPost {
 			b, _ := io.ReadAll(r.Body)
 			fmt.Fprintf(w, "stored %s", b)

@@ -104,16 +104,19 @@ var shortClient = &http.Client{Timeout: 2 * time.Second}
 // state that settles without an event to wait on.
 func eventually(t *testing.T, what string, check func() string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		msg := check()
 		if msg == "" {
 			return
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-tick.C:
+		case <-deadline:
 			t.Fatalf("%s: %s", what, msg)
 		}
-		time.Sleep(20 * time.Millisecond) // polling interval, bounded by the deadline
 	}
 }
 

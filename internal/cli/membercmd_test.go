@@ -34,7 +34,8 @@ func startMemberCmd(t *testing.T, args ...string) *runningMember {
 	go func() { m.done <- runMember(ctx, args, m.stdout, io.Discard) }()
 	deadline := time.After(10 * time.Second)
 	for m.url == "" {
-		if mm := memberListenRE.FindStringSubmatch(m.stdout.String()); mm != nil {
+		out, wrote := m.stdout.next()
+		if mm := memberListenRE.FindStringSubmatch(out); mm != nil {
 			m.url = "http://" + mm[1]
 			break
 		}
@@ -45,7 +46,7 @@ func startMemberCmd(t *testing.T, args ...string) *runningMember {
 		case <-deadline:
 			cancel()
 			t.Fatalf("no 'listening on' within 10s:\n%s", m.stdout)
-		case <-time.After(5 * time.Millisecond): // poll the output
+		case <-wrote:
 		}
 	}
 	t.Cleanup(func() {
@@ -63,12 +64,17 @@ func startMemberCmd(t *testing.T, args ...string) *runningMember {
 // waitOutput waits until the member has printed s.
 func (m *runningMember) waitOutput(t *testing.T, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(m.stdout.String(), s) {
-		if time.Now().After(deadline) {
+	deadline := time.After(10 * time.Second)
+	for {
+		out, wrote := m.stdout.next()
+		if strings.Contains(out, s) {
+			return
+		}
+		select {
+		case <-wrote:
+		case <-deadline:
 			t.Fatalf("member did not print %q within 10s:\n%s", s, m.stdout)
 		}
-		time.Sleep(5 * time.Millisecond) // polling the output, bounded by the deadline
 	}
 }
 
@@ -172,16 +178,20 @@ func TestMemberDrainsOnCancel(t *testing.T) {
 	}()
 	// Cancel once the request is in the handler: its load record then
 	// counts it.
-	deadline := time.Now().Add(5 * time.Second)
+	// The member offers no event for it, so ask its load record every 5ms.
+	deadline := time.After(5 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		resp, _ := memberGet(t, "GET", m.url+"/healthz", nil)
 		if l, err := wire.ParseLoad(resp.Header.Get(wire.LoadHeader)); err == nil && l.InFlight >= 2 {
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-tick.C:
+		case <-deadline:
 			t.Fatal("the slow request never showed in the load record")
 		}
-		time.Sleep(5 * time.Millisecond) // polling, bounded by the deadline
 	}
 	m.cancel()
 	m.waitOutput(t, "draining")

@@ -24,14 +24,30 @@ import (
 // syncBuffer is a bytes.Buffer safe for the proxy's goroutine to write
 // while the test reads.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{} // closed by the next Write; nil until someone waits
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.wrote != nil {
+		close(s.wrote)
+		s.wrote = nil
+	}
 	return s.b.Write(p)
+}
+
+// next returns the output so far and a channel closed by the next write,
+// read together so that no write falls between them.
+func (s *syncBuffer) next() (string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wrote == nil {
+		s.wrote = make(chan struct{})
+	}
+	return s.b.String(), s.wrote
 }
 
 func (s *syncBuffer) String() string {
@@ -551,7 +567,9 @@ func TestProxyPollsAgents(t *testing.T) {
 	}))
 	t.Cleanup(agentB.Close)
 	p := startProxy(t, "--member", a.URL, "--member", b.URL, "--agent", b.URL+"="+agentB.URL, "--poll-interval", "10ms")
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond) // the proxy's stats page offers no event to wait on
+	defer tick.Stop()
 	for {
 		st := fetchStats(t, p.url)
 		var state string
@@ -563,10 +581,11 @@ func TestProxyPollsAgents(t *testing.T) {
 		if state == "draining" {
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-tick.C:
+		case <-deadline:
 			t.Fatalf("member b never became draining through its agent (polls=%d, state %q)", polls.Load(), state)
 		}
-		time.Sleep(10 * time.Millisecond) // polling the proxy's stats, not waiting blindly
 	}
 	before := servedB.Load()
 	for i := range 20 {
