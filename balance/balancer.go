@@ -19,8 +19,15 @@ type Config struct {
 	Policy Policy
 	// Health tunes the failure detector.
 	Health HealthConfig
-	// CostDecay is the peak-EWMA time constant. Default 10s (Finagle's).
+	// CostDecay is the time constant of the latency EWMA (the cost): how
+	// fast sparse samples replace old ones and how fast an idle member's
+	// cost decays towards zero. Default 10s (Finagle's).
 	CostDecay time.Duration
+	// PeakEWMA makes a latency sample above the cost replace it (Finagle's
+	// and Linkerd's peak EWMA) instead of moving it 1/16 of the way.
+	// Default off: a single slow reply then steers work away from a
+	// healthy member for many replies (see Endpoint.observe).
+	PeakEWMA bool
 	// InitialCost is the latency assumed for a member never measured, so a
 	// new member is neither flooded nor starved. Default 10ms.
 	InitialCost time.Duration
@@ -167,7 +174,7 @@ func (b *Balancer) Done(e *Endpoint, now int64, rtt time.Duration, o Outcome) {
 		// long; only raise the cost, never lower it.
 		e.mu.Lock()
 		if float64(rtt) > e.Cost(now, b.env.Tau) {
-			e.observe(now, float64(rtt), b.env.Tau)
+			e.observe(now, float64(rtt), b.env.Tau, b.cfg.PeakEWMA)
 		}
 		e.mu.Unlock()
 		return
@@ -176,14 +183,14 @@ func (b *Balancer) Done(e *Endpoint, now int64, rtt time.Duration, o Outcome) {
 	var changed bool
 	if o == Success {
 		e.successes.Add(1)
-		e.observe(now, float64(rtt), b.env.Tau)
+		e.observe(now, float64(rtt), b.env.Tau, b.cfg.PeakEWMA)
 		changed = e.health.result(now, true, &b.cfg.Health, b.rnd)
 	} else {
 		e.failures.Add(1)
 		// A fast failure (a refused connection) must not make the member
 		// look fast; a slow one (a timeout) should make it look slow.
 		if float64(rtt) > e.Cost(now, b.env.Tau) {
-			e.observe(now, float64(rtt), b.env.Tau)
+			e.observe(now, float64(rtt), b.env.Tau, b.cfg.PeakEWMA)
 		}
 		changed = e.health.result(now, false, &b.cfg.Health, b.rnd)
 	}

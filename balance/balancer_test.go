@@ -508,22 +508,25 @@ func TestDoneOutcomes(t *testing.T) {
 	if got := e.Cost(now, tau); got != float64(time.Millisecond) {
 		t.Fatalf("cost after fast failure %v", got)
 	}
-	// A slow failure (timeout) makes it look slow.
+	// A slow failure (timeout) makes it look slow: 1/16 of the way to 1s.
+	ms := float64(time.Millisecond)
 	b.Acquire(e)
 	b.Done(e, now, time.Second, balance.Failure)
-	if got := e.Cost(now, tau); got != float64(time.Second) {
-		t.Fatalf("cost after slow failure %v", got)
+	want := ms + (1000*ms-ms)/16
+	if got := e.Cost(now, tau); got != want {
+		t.Fatalf("cost after slow failure %v, want %v", got, want)
 	}
 	// An abandoned attempt says nothing about health and never lowers cost.
 	b.Acquire(e)
 	b.Done(e, now, time.Microsecond, balance.Abandoned)
-	if got := e.Cost(now, tau); got != float64(time.Second) {
+	if got := e.Cost(now, tau); got != want {
 		t.Fatalf("cost after short abandoned attempt %v", got)
 	}
 	b.Acquire(e)
 	b.Done(e, now, 2*time.Second, balance.Abandoned)
-	if got := e.Cost(now, tau); got != float64(2*time.Second) {
-		t.Fatalf("cost after long abandoned attempt %v", got)
+	want += (2000*ms - want) / 16
+	if got := e.Cost(now, tau); got != want {
+		t.Fatalf("cost after long abandoned attempt %v, want %v", got, want)
 	}
 	st := stateOf(b, e.Member.URL, now)
 	if st.Successes != 1 || st.Failures != 2 || st.InFlight != 0 || st.State != balance.Healthy {

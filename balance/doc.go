@@ -1,7 +1,7 @@
 // Package balance is the pure, deterministic decision core of a director.
 //
 // It owns the member table, the live statistics kept per member (requests in
-// flight, peak-EWMA latency, the last load the member reported), the failure
+// flight, an EWMA of latency, the last load the member reported), the failure
 // detector that ejects and readmits members, the retry budget, the latency
 // tracker that sets hedging delays, and the merge rule for membership
 // updates. It starts no goroutines, never reads the wall clock and does no

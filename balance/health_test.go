@@ -241,39 +241,69 @@ func TestHealthConfigValidate(t *testing.T) {
 	}
 }
 
-// TestCostPeakEWMA: the cost jumps to any sample above it, moves part of
-// the way towards a lower one, decays with time constant tau while idle,
-// and an abandoned or failed attempt only ever raises it.
-func TestCostPeakEWMA(t *testing.T) {
+// TestCost: the cost moves 1/16 of the way towards a sample arriving at
+// once (a larger part after a pause: 1-exp(-dt/tau)), jumps to a higher
+// sample only with PeakEWMA, decays with time constant tau while idle, and
+// converges to a steady latency from either side.
+func TestCost(t *testing.T) {
 	tau := float64(10 * time.Second)
-	e := newEndpoint(Member{URL: "a"}, float64(10*time.Millisecond))
-	if got := e.Cost(0, tau); got != float64(10*time.Millisecond) {
-		t.Fatalf("initial cost %v", got)
-	}
-	// Idle decay: exp(-1) after tau.
-	if got, want := e.Cost(int64(tau), tau), float64(10*time.Millisecond)*math.Exp(-1); math.Abs(got-want) > 1 {
-		t.Fatalf("decayed cost %v, want %v", got, want)
-	}
-	e.observe(0, float64(50*time.Millisecond), tau)
-	if got := e.Cost(0, tau); got != float64(50*time.Millisecond) {
-		t.Fatalf("after a peak: %v", got)
-	}
-	// A lower sample at the same instant moves the estimate 1/16 of the way.
-	e.observe(0, float64(18*time.Millisecond), tau)
-	if got := e.Cost(0, tau); got != float64(48*time.Millisecond) {
-		t.Fatalf("after a same-instant lower sample: %v, want 48ms", time.Duration(got))
-	}
-	// Many fast samples bring it down to them, but never below.
-	now := int64(0)
-	for range 2000 {
-		now += int64(10 * time.Millisecond)
-		e.observe(now, float64(2*time.Millisecond), tau)
-	}
-	if got := e.Cost(now, tau); got < float64(2*time.Millisecond) || got > float64(2*time.Millisecond)*1.01 {
-		t.Fatalf("after fast samples: %v, want 2ms", time.Duration(got))
-	}
-	// Tau 0 disables decay (a degenerate config must not divide by zero).
-	if got := e.Cost(now+int64(time.Hour), 0); got != e.Cost(now, tau) {
-		t.Fatalf("tau 0: %v", got)
+	ms := float64(time.Millisecond)
+	for _, peak := range []bool{false, true} {
+		e := newEndpoint(Member{URL: "a"}, 10*ms)
+		if got := e.Cost(0, tau); got != 10*ms {
+			t.Fatalf("initial cost %v", got)
+		}
+		// Idle decay: exp(-1) after tau.
+		if got, want := e.Cost(int64(tau), tau), 10*ms*math.Exp(-1); math.Abs(got-want) > 1 {
+			t.Fatalf("decayed cost %v, want %v", got, want)
+		}
+		// The first sample replaces the initial guess.
+		e.observe(0, 20*ms, tau, peak)
+		if got := e.Cost(0, tau); got != 20*ms {
+			t.Fatalf("peak=%v: after the first sample: %v, want 20ms", peak, time.Duration(got))
+		}
+		// A higher sample at the same instant: 1/16 of the way, or all of
+		// it with PeakEWMA.
+		e.observe(0, 116*ms, tau, peak)
+		want := 26 * ms
+		if peak {
+			want = 116 * ms
+		}
+		if got := e.Cost(0, tau); math.Abs(got-want) > 1 {
+			t.Fatalf("peak=%v: after a higher sample: %v, want %v", peak, time.Duration(got), time.Duration(want))
+		}
+		// A lower sample at the same instant moves it 1/16 of the way
+		// under both models.
+		e.observe(0, want-16*ms, tau, peak)
+		if got := e.Cost(0, tau); math.Abs(got-(want-ms)) > 1 {
+			t.Fatalf("peak=%v: after a lower sample: %v, want %v", peak, time.Duration(got), time.Duration(want-ms))
+		}
+		// A sample after a pause of tau moves the stored cost 1-exp(-1) of
+		// the way (the idle decay only changed how it looked meanwhile).
+		prev := e.Cost(0, tau)
+		e.observe(int64(tau), 0, tau, false)
+		if got, want := e.Cost(int64(tau), tau), prev*math.Exp(-1); math.Abs(got-want) > 1 {
+			t.Fatalf("peak=%v: after a pause: %v, want %v", peak, time.Duration(got), time.Duration(want))
+		}
+		// Steady samples bring it to them from either side, whether they
+		// come often or rarely.
+		now := int64(tau)
+		for _, lat := range []float64{2 * ms, 40 * ms, 3 * ms, 30 * ms} {
+			gap := int64(10 * time.Millisecond)
+			if lat == 30*ms {
+				gap = int64(5 * time.Second)
+			}
+			for range 500 {
+				now += gap
+				e.observe(now, lat, tau, peak)
+			}
+			if got := e.Cost(now, tau); math.Abs(got-lat) > lat*0.01 {
+				t.Fatalf("peak=%v: after steady %v samples: %v", peak, time.Duration(lat), time.Duration(got))
+			}
+		}
+		// Tau 0 disables decay (a degenerate config must not divide by zero).
+		if got := e.Cost(now+int64(time.Hour), 0); got != e.Cost(now, tau) {
+			t.Fatalf("tau 0: %v", got)
+		}
 	}
 }

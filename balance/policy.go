@@ -14,7 +14,7 @@ type Policy interface {
 
 // Env is what a policy may know about the director when building a picker.
 type Env struct {
-	// Tau is the peak-EWMA decay time constant in nanoseconds.
+	// Tau is the cost EWMA's time constant in nanoseconds (Config.CostDecay).
 	Tau float64
 	// Zone is the director's own zone, empty if unknown.
 	Zone string

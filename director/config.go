@@ -41,8 +41,9 @@ type Config struct {
 	// Health tunes outlier ejection and the panic threshold.
 	Health balance.HealthConfig
 
-	// CostDecay, InitialCost, LoadTTL and Zone: see balance.Config.
+	// CostDecay, PeakEWMA, InitialCost, LoadTTL and Zone: see balance.Config.
 	CostDecay   time.Duration
+	PeakEWMA    bool
 	InitialCost time.Duration
 	LoadTTL     time.Duration
 	Zone        string

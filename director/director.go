@@ -142,7 +142,7 @@ func New(cfg Config, members []balance.Member) (*Director, error) {
 		}
 	}
 	bal, err := balance.New(balance.Config{
-		Policy: pol, Health: cfg.Health, CostDecay: cfg.CostDecay,
+		Policy: pol, Health: cfg.Health, CostDecay: cfg.CostDecay, PeakEWMA: cfg.PeakEWMA,
 		InitialCost: cfg.InitialCost, LoadTTL: cfg.LoadTTL, Zone: cfg.Zone,
 	}, members, cfg.Rand)
 	if err != nil {

@@ -22,6 +22,10 @@ const (
 	// 1-TailProb an exponential with mean Mean, otherwise an exponential
 	// with mean TailFactor×Mean (default 99% exp(1ms) + 1% exp(20ms)).
 	HeavyTail
+	// RareSlow is exponential with mean Mean, except that a share TailProb
+	// of requests take exactly TailFactor×Mean: a GC pause, a cold cache, a
+	// lock (bench's rare-slow members: 1% take 500 ms).
+	RareSlow
 )
 
 func (k DistKind) String() string {
@@ -32,6 +36,8 @@ func (k DistKind) String() string {
 		return "const"
 	case HeavyTail:
 		return "heavy-tail"
+	case RareSlow:
+		return "rare-slow"
 	}
 	return "DistKind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -43,11 +49,12 @@ func (k DistKind) String() string {
 type Dist struct {
 	Kind DistKind
 	// Mean is the mean of the exponential (or the constant); for HeavyTail
-	// the mean of the common part. Default 1ms.
+	// and RareSlow the mean of the common part. Default 1ms.
 	Mean time.Duration
-	// TailProb is HeavyTail's share of tail requests. Default 0.01; range (0, 1).
+	// TailProb is HeavyTail's and RareSlow's share of tail requests. Default 0.01; range (0, 1).
 	TailProb float64
-	// TailFactor is how many times longer a tail request is on average.
+	// TailFactor is how many times longer a tail request is (on average,
+	// for HeavyTail).
 	// Default 20; range [1, 1e6].
 	TailFactor float64
 }
@@ -68,8 +75,8 @@ func (d Dist) withDefaults() Dist {
 // Validate reports the first field outside its range.
 func (d Dist) Validate() error {
 	switch {
-	case d.Kind > HeavyTail:
-		return fmt.Errorf("sim: Dist.Kind %d unknown; want Exponential, Constant or HeavyTail", d.Kind)
+	case d.Kind > RareSlow:
+		return fmt.Errorf("sim: Dist.Kind %d unknown; want Exponential, Constant, HeavyTail or RareSlow", d.Kind)
 	case d.Mean < 0:
 		return fmt.Errorf("sim: Dist.Mean %v must be >= 0", d.Mean)
 	case d.TailProb < 0 || d.TailProb >= 1 || math.IsNaN(d.TailProb):
@@ -84,7 +91,7 @@ func (d Dist) Validate() error {
 func (d Dist) MeanWork() float64 {
 	d = d.withDefaults()
 	m := float64(d.Mean)
-	if d.Kind == HeavyTail {
+	if d.Kind == HeavyTail || d.Kind == RareSlow {
 		return (1-d.TailProb)*m + d.TailProb*d.TailFactor*m
 	}
 	return m
@@ -174,8 +181,9 @@ type Config struct {
 	Budget balance.BudgetConfig
 	// Health tunes ejection; see balance.HealthConfig.
 	Health balance.HealthConfig
-	// CostDecay, InitialCost and LoadTTL: see balance.Config.
+	// CostDecay, PeakEWMA, InitialCost and LoadTTL: see balance.Config.
 	CostDecay, InitialCost, LoadTTL time.Duration
+	PeakEWMA                        bool
 }
 
 func (c Config) withDefaults() Config {

@@ -222,7 +222,7 @@ func newEngine(sc Scenario, p balance.Policy, seed uint64) (*engine, error) {
 		c := sc.Director
 		var err error
 		d.bal, err = balance.New(balance.Config{
-			Policy: p, Health: c.Health, CostDecay: c.CostDecay,
+			Policy: p, Health: c.Health, CostDecay: c.CostDecay, PeakEWMA: c.PeakEWMA,
 			InitialCost: c.InitialCost, LoadTTL: c.LoadTTL, Zone: d.zone,
 		}, bm, d.picks)
 		if err != nil {
@@ -328,6 +328,12 @@ func (s *engine) work(r *rand.Rand) int64 {
 			m *= d.TailFactor
 		}
 		w = r.ExpFloat64() * m
+	case RareSlow:
+		if r.Float64() < d.TailProb {
+			w = m * d.TailFactor
+		} else {
+			w = r.ExpFloat64() * m
+		}
 	}
 	return max(int64(w), 1)
 }

@@ -22,7 +22,7 @@ func (Hash) Name() string { return "hash" }
 const hashReplicas = 64
 
 func (Hash) Build(eps []*balance.Endpoint, env balance.Env) balance.Picker {
-	p := &hashPicker{fallback: p2cPicker{eps: eps, tau: env.Tau}}
+	p := &hashPicker{fallback: P2C{}.Build(eps, env)}
 	p.points = make([]hashPoint, 0, len(eps)*hashReplicas)
 	var buf [8]byte
 	for _, e := range eps {
@@ -53,7 +53,7 @@ type hashPoint struct {
 
 type hashPicker struct {
 	points   []hashPoint
-	fallback p2cPicker
+	fallback balance.Picker
 }
 
 // KeyOf hashes a session identifier to an affinity key.

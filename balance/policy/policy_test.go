@@ -394,7 +394,7 @@ func TestP2CRanks(t *testing.T) {
 		}
 	}
 	rank := []int{2, 4, 1, 5, 3}
-	p := policy.P2C{}.Build(eps, balance.Env{Tau: tau})
+	p := policy.P2C{Choices: 2}.Build(eps, balance.Env{Tau: tau})
 	r := seeded(8)
 	counts := make([]int, n)
 	for range picks {
@@ -414,6 +414,80 @@ func TestP2CRanks(t *testing.T) {
 	}
 	if x := chiSquare(obs, probs); x > chiCrit999(len(obs)-1) {
 		t.Errorf("counts %v (ranks %v), chi-square %.1f", counts, rank, x)
+	}
+}
+
+// TestP2CScan: with at most ScanLimit members P2C{} compares them all, so
+// it always picks the lowest score, spreads ties evenly, and skips members
+// already tried; beyond ScanLimit it draws two, and Choices 3 picks a
+// member by rank with the power-of-3-choices odds.
+func TestP2CScan(t *testing.T) {
+	const n = 5
+	bal, eps := cluster(t, urls(n)...)
+	now := int64(100 * time.Second)
+	for _, e := range eps {
+		setCost(t, bal, e, now, time.Millisecond)
+	}
+	p := policy.P2C{}.Build(eps, balance.Env{Tau: tau})
+	r := seeded(21)
+	// All equal: every member about equally often.
+	counts := make([]int, n)
+	for range 10000 {
+		counts[index(eps, p.Pick(&balance.PickInput{Now: now, Rand: r}))]++
+	}
+	probs := []float64{0.2, 0.2, 0.2, 0.2, 0.2}
+	if x := chiSquare(counts, probs); x > chiCrit999(n-1) {
+		t.Errorf("ties: counts %v, chi-square %.1f", counts, x)
+	}
+	// Scores 1ms × (inflight+1): m2 < m0 < m4 < m1 < m3.
+	for i, k := range []int{1, 3, 0, 4, 2} {
+		for range k {
+			bal.Acquire(eps[i])
+		}
+	}
+	for range 1000 {
+		if got := p.Pick(&balance.PickInput{Now: now, Rand: r}); got != eps[2] {
+			t.Fatalf("picked %s, want the lowest score m2", got.Member.URL)
+		}
+	}
+	// With m2 and m0 tried, the best of the rest is m4.
+	in := &balance.PickInput{Now: now, Rand: r, Tried: []*balance.Endpoint{eps[2], eps[0]}}
+	if got := p.Pick(in); got != eps[4] {
+		t.Fatalf("with m2 and m0 tried picked %s, want m4", got.Member.URL)
+	}
+	in.Tried = eps
+	if got := p.Pick(in); got != nil {
+		t.Fatalf("all tried: picked %s, want nil", got.Member.URL)
+	}
+	// Choices 3, with replacement: rank k (1 best) wins when it is drawn and
+	// no better rank is: ((n-k+1)³ - (n-k)³)/n³.
+	p3 := policy.P2C{Choices: 3}.Build(eps, balance.Env{Tau: tau})
+	counts = make([]int, n)
+	for range 50000 {
+		counts[index(eps, p3.Pick(&balance.PickInput{Now: now, Rand: r}))]++
+	}
+	rank := []int{2, 4, 1, 5, 3}
+	probs = make([]float64, n)
+	for i, k := range rank {
+		a, b := float64(n-k+1), float64(n-k)
+		probs[i] = (a*a*a - b*b*b) / (n * n * n)
+	}
+	if x := chiSquare(counts, probs); x > chiCrit999(n-1) {
+		t.Errorf("choices 3: counts %v (ranks %v), chi-square %.1f", counts, rank, x)
+	}
+	// Beyond ScanLimit members P2C{} draws two: the worst member is never
+	// picked, but the best is not always.
+	bal, eps = cluster(t, urls(policy.ScanLimit+1)...)
+	for i, e := range eps {
+		setCost(t, bal, e, now, time.Duration(i+1)*time.Millisecond)
+	}
+	p = policy.P2C{}.Build(eps, balance.Env{Tau: tau})
+	counts = make([]int, len(eps))
+	for range 10000 {
+		counts[index(eps, p.Pick(&balance.PickInput{Now: now, Rand: r}))]++
+	}
+	if counts[len(eps)-1] != 0 || counts[0] == 10000 || counts[1] == 0 {
+		t.Errorf("%d members: counts %v, want two choices (never the worst, not only the best)", len(eps), counts)
 	}
 }
 
