@@ -100,7 +100,7 @@ func contenders() []contender {
 		{"smartclient-random", "random", "director as a library, random member (the paper's FTP applet)"},
 		{"smartclient-round-robin", "round-robin", "director as a library, round robin"},
 		{"smartclient-least-loaded", "least-loaded", "director as a library, least load reported on replies (the paper's telnet front-end)"},
-		{"smartclient-p2c", "p2c", "director as a library, power of two choices over peak-EWMA latency and load (the default)"},
+		{"smartclient-p2c", "p2c", "director as a library, p2c: the lowest latency EWMA × load of every member (the default)"},
 		{"smartclient-p2c-hedge", "p2c+hedge", "as smartclient-p2c, with hedging of slow idempotent requests"},
 	} {
 		pol := p.policy

@@ -71,6 +71,6 @@
 //     staggered.
 //   - The arrival window is short in virtual time (2.2–2.5s for 50000
 //     requests at 70% of 8 members of capacity 4 with 1ms work, 18ms for
-//     1000 members), much shorter than the 10s peak-EWMA decay, so slow
+//     1000 members), much shorter than the 10s cost decay (CostDecay), so slow
 //     adaptation to changes is under-represented.
 package sim

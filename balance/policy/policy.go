@@ -1,8 +1,8 @@
 // Package policy holds the director's selection policies, each a small
 // balance.Policy: random (the paper's FTP applet), random biased by response
 // time (the paper's refinement), round robin, static weights, least loaded
-// by reported load (the paper's telnet front-end), power of two choices over
-// peak-EWMA latency and load (Finagle, Linkerd), consistent-hash affinity,
+// by reported load (the paper's telnet front-end), power of d choices over
+// latency and load (after Finagle and Linkerd), consistent-hash affinity,
 // and a locality wrapper that prefers the director's own zone.
 //
 // Every picker is lock-free and allocation-free; see balance.Picker.
