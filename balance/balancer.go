@@ -152,6 +152,22 @@ func (b *Balancer) Acquire(e *Endpoint) {
 	}
 }
 
+// Hold keeps a successful attempt on e counted in flight after its Done,
+// while the caller still reads the reply (a long download keeps the member
+// busy long after its header arrived). It does not count as silence. Call
+// Unhold once, when the reply has been read or abandoned.
+func (b *Balancer) Hold(e *Endpoint) { e.held.Add(1) }
+
+// Unhold ends a Hold: the reply was read to its end or abandoned at now.
+func (b *Balancer) Unhold(e *Endpoint, now int64) {
+	if e.held.Add(-1) < 0 {
+		panic("balance: Unhold without Hold")
+	}
+	if e.inflight.Load() > 0 {
+		e.heard.Store(now)
+	}
+}
+
 // Outcome is how an attempt ended, as far as the member's health goes.
 type Outcome uint8
 
@@ -207,7 +223,7 @@ func (b *Balancer) Done(e *Endpoint, now int64, rtt time.Duration, o Outcome) {
 func (b *Balancer) Report(e *Endpoint, now int64, l wire.Load) (newerEpoch bool) {
 	// The member counted our own in-flight requests, including the one
 	// carrying this reply; the rest came from other clients.
-	others := int64(l.InFlight) - e.inflight.Load()
+	others := int64(l.InFlight) - e.InFlight()
 	if others < 0 {
 		others = 0
 	}

@@ -618,3 +618,36 @@ func TestSilence(t *testing.T) {
 		t.Fatalf("busy by Acquire only, silent for %v; want 0 (unknown)", time.Duration(got))
 	}
 }
+
+// TestHold: a held reply counts in flight (for scores and for working out
+// other clients' load from a report) but not as silence, and Unhold
+// without Hold is a bug that panics.
+func TestHold(t *testing.T) {
+	b := newBalancer(t, balance.Config{}, members(1))
+	e := b.Endpoints()[0]
+	now := 10 * sec
+	b.Pick(&balance.PickInput{Now: now, Rand: newRand(1)})
+	b.Hold(e)
+	b.Done(e, now+int64(time.Millisecond), time.Millisecond, balance.Success)
+	if got := e.InFlight(); got != 1 {
+		t.Fatalf("in flight %d while the reply is read, want 1", got)
+	}
+	if got := e.Silence(now + sec); got != 0 {
+		t.Fatalf("a member sending us a body looks silent for %v", time.Duration(got))
+	}
+	// The member reports 3 in flight: ours (held) and 2 of others.
+	b.Report(e, now+sec, wire.Load{InFlight: 3, Capacity: 4})
+	if got := e.ReportedOthers(now + sec); got != 2 {
+		t.Fatalf("others %d, want 2 (our held reply is ours)", got)
+	}
+	b.Unhold(e, now+2*sec)
+	if got := e.InFlight(); got != 0 {
+		t.Fatalf("in flight %d after Unhold, want 0", got)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Unhold without Hold did not panic")
+		}
+	}()
+	b.Unhold(e, now+3*sec)
+}

@@ -35,7 +35,10 @@ func (m Member) weight() float64 {
 type Endpoint struct {
 	Member Member
 
-	inflight atomic.Int64
+	inflight atomic.Int64 // attempts waiting for their reply
+	// held counts replies this director is still reading (a download's
+	// body): the member is still working for us, but not silent.
+	held atomic.Int64
 	// heard is when the member last showed life while busy: the pick that
 	// made it busy (0 → 1 in flight) or the last attempt that ended. -1:
 	// unknown (made busy by Acquire, which has no time), read as "just now".
@@ -92,11 +95,14 @@ func (e *Endpoint) inherit(old *Endpoint) {
 	e.lastLoad = old.lastLoad
 }
 
-// InFlight is the number of requests this director has outstanding at the member.
-func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
+// InFlight is the number of requests this director has outstanding at the
+// member: attempts waiting for a reply plus replies still being read (see
+// Balancer.Hold).
+func (e *Endpoint) InFlight() int64 { return e.inflight.Load() + e.held.Load() }
 
-// Silence is how long the member has had work in flight without any of
-// it ending (nanoseconds; 0 when idle or unknown). A member whose replies
+// Silence is how long the member has had attempts waiting for a reply
+// without any of them ending (nanoseconds; 0 when idle or unknown; replies
+// being read do not count). A member whose replies
 // stopped coming — slow to its first reply, hung, black-holed — shows it
 // here before any reply could raise its cost.
 func (e *Endpoint) Silence(now int64) int64 {

@@ -76,6 +76,7 @@ type Attempt struct {
 	hasLoad  bool
 	members  *wire.Members
 	released atomic.Bool
+	held     bool // succeeded: counted in flight at its member until Release
 }
 
 // ReportLoad hands the director a load report that came with the reply.
@@ -98,10 +99,19 @@ func (a *Attempt) Context() context.Context { return a.ctx }
 // Released reports whether Release has been called.
 func (a *Attempt) Released() bool { return a.released.Load() }
 
-// Release ends the attempt's context. Call it once done with Result.
+// Release ends the attempt's context and, for a successful attempt, its
+// count in flight at the member: a reply still being read (a download)
+// keeps the member loaded in the director's eyes until then. Call it once
+// done with Result; calls after the first do nothing.
 func (a *Attempt) Release() {
-	if a.released.CompareAndSwap(false, true) && a.cancel != nil {
+	if !a.released.CompareAndSwap(false, true) {
+		return
+	}
+	if a.cancel != nil {
 		a.cancel(context.Canceled)
+	}
+	if a.held {
+		a.d.bal.Unhold(a.ep, a.d.Now())
 	}
 }
 
@@ -396,6 +406,10 @@ func (d *Director) run(a *Attempt, r Request) (int64, error) {
 	}
 	if err == nil {
 		d.lat.Record(now, rtt)
+		// The latency sample is the time to the reply; the member stays
+		// counted in flight until the caller has read it (Release).
+		a.held = true
+		d.bal.Hold(a.ep)
 		d.bal.Done(a.ep, now, rtt, balance.Success)
 		return now, nil
 	}

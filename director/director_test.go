@@ -984,3 +984,35 @@ func TestConcurrentApply(t *testing.T) {
 	}
 	t.Logf("%d attempts, %d failed requests, stats %+v", attempts.Load(), failedApplies.Load(), st)
 }
+
+// TestReleaseEndsInFlight: the winning attempt stays counted in flight at
+// its member until Release (its reply may still be streaming), and a
+// second Release changes nothing.
+func TestReleaseEndsInFlight(t *testing.T) {
+	d, err := director.New(director.Config{}, members(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	e := d.Balancer().Endpoints()[0]
+	a, err := d.Apply(context.Background(), &script{fn: func(context.Context, *director.Attempt) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.InFlight(); got != 1 {
+		t.Fatalf("in flight %d before Release, want 1", got)
+	}
+	a.Release()
+	a.Release()
+	if got := e.InFlight(); got != 0 {
+		t.Fatalf("in flight %d after Release, want 0", got)
+	}
+	// A failed attempt is not held.
+	_, err = d.Apply(context.Background(), &script{fn: func(context.Context, *director.Attempt) error { return director.WithClass(errors.New("no"), director.Permanent) }})
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	if got := e.InFlight(); got != 0 {
+		t.Fatalf("in flight %d after a failed request, want 0", got)
+	}
+}
