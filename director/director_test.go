@@ -1008,7 +1008,9 @@ func TestReleaseEndsInFlight(t *testing.T) {
 		t.Fatalf("in flight %d after Release, want 0", got)
 	}
 	// A failed attempt is not held.
-	_, err = d.Apply(context.Background(), &script{fn: func(context.Context, *director.Attempt) error { return director.WithClass(errors.New("no"), director.Permanent) }})
+	_, err = d.Apply(context.Background(), &script{fn: func(context.Context, *director.Attempt) error {
+		return director.WithClass(errors.New("no"), director.Permanent)
+	}})
 	if err == nil {
 		t.Fatal("want an error")
 	}
