@@ -102,6 +102,7 @@ func contenders() []contender {
 		{"smartclient-least-loaded", "least-loaded", "director as a library, least load reported on replies (the paper's telnet front-end)"},
 		{"smartclient-p2c", "p2c", "director as a library, p2c: the lowest latency EWMA × load of every member (the default)"},
 		{"smartclient-p2c-hedge", "p2c+hedge", "as smartclient-p2c, with hedging of slow idempotent requests"},
+		{"finagle-p2c", "finagle-p2c", "Finagle's and Linkerd's balancer run in our director: two random members, peak-EWMA latency × (in flight + 1)"},
 	} {
 		pol := p.policy
 		cs = append(cs, contender{name: p.name, desc: p.desc, start: func(ctx context.Context, e *runEnv, n int) (*target, error) {
@@ -136,9 +137,14 @@ func startDirect(_ context.Context, e *runEnv, n int) (*target, error) {
 // smarthttp transport: the director as a library.
 func startLibrary(e *runEnv, n int, pol string) (*target, error) {
 	cfg := director.Config{Policy: pol}
-	if pol == "p2c+hedge" {
+	switch pol {
+	case "p2c+hedge":
 		cfg.Policy = "p2c"
 		cfg.Hedge.Enabled = true
+	case "finagle-p2c":
+		cfg.Policy = ""
+		cfg.PolicyImpl = finagleP2C{}
+		cfg.PeakEWMA = true
 	}
 	ms := make([]balance.Member, len(e.members.urls))
 	for i, u := range e.members.urls {
