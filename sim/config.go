@@ -57,6 +57,14 @@ type Dist struct {
 	// for HeavyTail).
 	// Default 20; range [1, 1e6].
 	TailFactor float64
+	// PerAttempt draws every attempt's service time afresh, from its
+	// member's own random stream, instead of letting the request carry one
+	// work size to every member it is tried on: the variability then comes
+	// from the member (a GC pause, a cold cache, a noisy neighbour), as in
+	// package bench, and a hedge or retry elsewhere can be faster. With it,
+	// policies no longer face identical request sizes, only identical
+	// per-member sequences.
+	PerAttempt bool
 }
 
 func (d Dist) withDefaults() Dist {
@@ -181,12 +189,49 @@ type Config struct {
 	Budget balance.BudgetConfig
 	// Health tunes ejection; see balance.HealthConfig.
 	Health balance.HealthConfig
+	// Hedge sends a second attempt to another member when an attempt of an
+	// idempotent request is slower than a quantile of the director's recent
+	// latency, as director.Config.Hedge does; the first success wins and
+	// the others are abandoned. Off unless Hedge.Enabled.
+	Hedge Hedge
 	// CostDecay, PeakEWMA, InitialCost and LoadTTL: see balance.Config.
 	CostDecay, InitialCost, LoadTTL time.Duration
 	PeakEWMA                        bool
 }
 
+// Hedge mirrors director.HedgeConfig, with the same defaults.
+type Hedge struct {
+	Enabled bool
+	// Quantile of recent attempt latency after which a hedge is sent.
+	// Default 0.95; range (0, 1).
+	Quantile float64
+	// MinDelay is the shortest hedge delay. Default 1ms.
+	MinDelay time.Duration
+	// MinSamples is how many latencies the director must have seen before
+	// it hedges. Default 50.
+	MinSamples int
+	// MaxHedges bounds hedges per request. Default 1; at most 8.
+	MaxHedges int
+}
+
+func (h Hedge) withDefaults() Hedge {
+	if h.Quantile == 0 {
+		h.Quantile = 0.95
+	}
+	if h.MinDelay == 0 {
+		h.MinDelay = time.Millisecond
+	}
+	if h.MinSamples == 0 {
+		h.MinSamples = 50
+	}
+	if h.MaxHedges == 0 {
+		h.MaxHedges = 1
+	}
+	return h
+}
+
 func (c Config) withDefaults() Config {
+	c.Hedge = c.Hedge.withDefaults()
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 3
 	}
@@ -213,6 +258,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sim: Config.TickInterval %v must be >= 0", c.TickInterval)
 	case c.CostDecay < 0 || c.InitialCost < 0 || c.LoadTTL < 0:
 		return errors.New("sim: Config.CostDecay, InitialCost and LoadTTL must be >= 0")
+	case c.Hedge.Quantile < 0 || c.Hedge.Quantile >= 1 || math.IsNaN(c.Hedge.Quantile):
+		return fmt.Errorf("sim: Config.Hedge.Quantile %v must be in (0, 1)", c.Hedge.Quantile)
+	case c.Hedge.MinDelay < 0 || c.Hedge.MinSamples < 0:
+		return errors.New("sim: Config.Hedge.MinDelay and MinSamples must be >= 0")
+	case c.Hedge.MaxHedges < 0 || c.Hedge.MaxHedges > 8:
+		return fmt.Errorf("sim: Config.Hedge.MaxHedges %d must be in 0..8", c.Hedge.MaxHedges)
 	}
 	if err := c.Budget.Validate(); err != nil {
 		return err

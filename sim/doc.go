@@ -21,8 +21,11 @@
 // load members piggy-back on its own replies.
 //
 // A request's work (its service time on a normal member) is drawn when it
-// arrives from Scenario.Service: exponential, constant, or a heavy-tailed
-// mix of two exponentials. A member serves up to Capacity requests at once,
+// arrives from Scenario.Service: exponential, constant, a heavy-tailed mix
+// of two exponentials, or exponential with rare fixed-length slow requests;
+// with Dist.PerAttempt each attempt instead draws its own from its member's
+// random stream, so that slowness belongs to the member, not the request.
+// A member serves up to Capacity requests at once,
 // each for work × Slowdown, and queues the rest FIFO: overload makes queues,
 // not lost requests. Every reply carries a wire.Load with InFlight = requests
 // at the member (in service and queued, the one answered included),
@@ -38,6 +41,14 @@
 //
 // Each director calls Balancer.Tick every TickInterval, so ejected members
 // are readmitted on probation as in the director (no active probes).
+//
+// With Config.Hedge.Enabled an idempotent request's attempt that is slower
+// than the director's Hedge.Quantile of recent latency (once it has
+// MinSamples) gets a hedge on another untried member, within MaxHedges,
+// MaxAttempts and the retry budget, as director.Config.Hedge does; the first
+// success wins and the others are abandoned (Done with Abandoned). A
+// failure while another attempt of the request is outstanding waits for
+// it; the next attempt starts only when none is left.
 //
 // # Results
 //
@@ -61,9 +72,9 @@
 //     attempt: abandoned work is finished and its reply dropped.
 //   - A hung member's held attempts are lost rather than finished late; a
 //     member that recovers has an empty queue.
-//   - No hedging (director.Config.Hedge), active probes, membership
-//     changes, draining or epochs; requests all carry an affinity key, which
-//     only the hash policy reads.
+//   - No active probes, membership changes, draining or epochs; requests
+//     all carry an affinity key, which only the hash policy reads. Hedge
+//     timers fire exactly; the director's fire on the wall clock.
 //   - Load is reported exactly and only on replies; refused and reset
 //     attempts carry none.
 //   - Every director starts cold at time 0, with InitialCost for every

@@ -31,8 +31,10 @@ type Result struct {
 	// infinitely slow. Failed requests are not in them.
 	P50, P99, P999 time.Duration
 
-	// Attempts started, of which Retries were second or later attempts.
-	Attempts, Retries int
+	// Attempts started, of which Retries were second or later attempts
+	// after a failure and Hedges were sent while another attempt of the
+	// same request was still outstanding.
+	Attempts, Retries, Hedges int
 	// Why requests failed: retry budget empty, MaxAttempts used up (or no
 	// member left after a new round), a timeout or reset on a
 	// non-idempotent request.

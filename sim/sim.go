@@ -57,6 +57,7 @@ const (
 	evBackoff                // id: request; its new round of attempts starts
 	evTick                   // id: director; Balancer.Tick
 	evOutage                 // id: member; its next outage starts or ends
+	evHedge                  // id: request; its hedge timer fires
 )
 
 type event struct {
@@ -147,22 +148,33 @@ type request struct {
 	tried  []*balance.Endpoint
 	number int // attempts started
 	round  int
+
+	// Hedging: attempts started (ids; the ones still pending are the
+	// race's), how many were hedges, how many are outstanding, and when
+	// the armed hedge timer fires (-1: none armed).
+	atts        []int32
+	hedges      int
+	outstanding int
+	hedgeAt     int64
+	ended       bool
 }
 
 type director struct {
 	bal      *balance.Balancer
 	budget   *balance.Budget
-	arrivals *rand.Rand // arrival times, work and keys: the same for every policy
-	picks    *rand.Rand // the Balancer's and backoff's randomness
-	rate     float64    // requests per nanosecond
+	lat      *balance.Latency // recent attempt latencies, for hedge delays
+	arrivals *rand.Rand       // arrival times, work and keys: the same for every policy
+	picks    *rand.Rand       // the Balancer's and backoff's randomness
+	rate     float64          // requests per nanosecond
 	zone     string
 	member   map[*balance.Endpoint]int32
 }
 
 type member struct {
 	Member
-	serving []int32 // attempt ids
-	queue   []int32 // FIFO of attempt ids, from head
+	rng     *rand.Rand // service times, with Dist.PerAttempt
+	serving []int32    // attempt ids
+	queue   []int32    // FIFO of attempt ids, from head
 	head    int
 	mode    FailMode
 	failing bool
@@ -193,6 +205,7 @@ type engine struct {
 	succeeded, failed         int
 	inWindow                  int // succeeded within the arrival window
 	retries, budgetDenied     int
+	hedges                    int
 	refused, resets, timeouts int
 	exhausted, notRetryable   int
 }
@@ -206,7 +219,7 @@ func newEngine(sc Scenario, p balance.Policy, seed uint64) (*engine, error) {
 	s.members = make([]member, len(sc.Members))
 	for i, m := range sc.Members {
 		bm[i] = balance.Member{URL: fmt.Sprintf("sim://m%d", i), Zone: m.Zone}
-		s.members[i] = member{Member: m}
+		s.members[i] = member{Member: m, rng: rand.New(rand.NewPCG(seed, 1<<32|uint64(i)))}
 	}
 	s.dirs = make([]director, sc.Directors)
 	for i := range s.dirs {
@@ -229,6 +242,7 @@ func newEngine(sc Scenario, p balance.Policy, seed uint64) (*engine, error) {
 			return nil, err
 		}
 		d.budget = balance.NewBudget(c.Budget, 0)
+		d.lat = balance.NewLatency(0, 0)
 		eps := d.bal.Endpoints()
 		d.member = make(map[*balance.Endpoint]int32, len(eps))
 		for j, e := range eps {
@@ -310,6 +324,8 @@ func (s *engine) dispatch(ev event) {
 		s.schedule(s.now+int64(s.sc.Director.TickInterval), evTick, ev.id)
 	case evOutage:
 		s.outage(ev.id)
+	case evHedge:
+		s.hedge(ev.id)
 	}
 }
 
@@ -347,10 +363,11 @@ func (s *engine) arrival(di int32) {
 	}
 	id := int32(len(s.reqs))
 	s.reqs = append(s.reqs, request{
-		dir:    di,
-		arrive: s.now,
-		work:   s.work(d.arrivals),
-		key:    d.arrivals.Uint64N(uint64(s.sc.Sessions)),
+		dir:     di,
+		arrive:  s.now,
+		work:    s.work(d.arrivals),
+		key:     d.arrivals.Uint64N(uint64(s.sc.Sessions)),
+		hedgeAt: -1,
 	})
 	s.active++
 	d.budget.Deposit(s.now)
@@ -404,10 +421,13 @@ func (s *engine) newRound(ri int32) {
 	s.launch(ri, e)
 }
 
+// launch starts an attempt of request ri on e. An attempt that starts a
+// race (no other attempt of the request outstanding) arms the hedge timer.
 func (s *engine) launch(ri int32, e *balance.Endpoint) {
 	r := &s.reqs[ri]
 	d := &s.dirs[r.dir]
 	r.number++
+	r.outstanding++
 	if r.tried == nil {
 		r.tried = make([]*balance.Endpoint, 0, min(s.sc.Director.MaxAttempts, 8))
 	}
@@ -416,10 +436,59 @@ func (s *engine) launch(ri int32, e *balance.Endpoint) {
 	s.members[mi].picks++
 	ai := int32(len(s.atts))
 	s.atts = append(s.atts, attempt{req: ri, member: mi, ep: e, start: s.now, pending: true})
+	r.atts = append(r.atts, ai)
 	s.schedule(s.now+s.delay(d, mi), evAtMember, ai)
 	if t := s.sc.Director.AttemptTimeout; t > 0 {
 		s.schedule(s.now+int64(t), evTimeout, ai)
 	}
+	if r.outstanding == 1 {
+		s.armHedge(ri)
+	}
+}
+
+// armHedge schedules request ri's hedge timer, as the director's race does
+// after each launch: once the director has MinSamples latencies, after
+// their Quantile (at least MinDelay).
+func (s *engine) armHedge(ri int32) {
+	h := s.sc.Director.Hedge
+	r := &s.reqs[ri]
+	r.hedgeAt = -1
+	if !h.Enabled || s.sc.Director.NonIdempotent {
+		return
+	}
+	q, n := s.dirs[r.dir].lat.Quantile(s.now, h.Quantile)
+	if n < uint64(h.MinSamples) {
+		return
+	}
+	r.hedgeAt = s.now + int64(max(q, h.MinDelay))
+	s.schedule(r.hedgeAt, evHedge, ri)
+}
+
+// hedge fires request ri's hedge timer: another attempt on an untried
+// member, within MaxHedges, MaxAttempts and the retry budget.
+func (s *engine) hedge(ri int32) {
+	r := &s.reqs[ri]
+	if r.ended || r.hedgeAt != s.now {
+		return // the race ended, or a newer timer replaced this one
+	}
+	r.hedgeAt = -1
+	d := &s.dirs[r.dir]
+	if r.hedges >= s.sc.Director.Hedge.MaxHedges || r.number >= s.sc.Director.MaxAttempts {
+		return
+	}
+	if !d.budget.Withdraw(s.now) {
+		s.budgetDenied++
+		return
+	}
+	in := balance.PickInput{Now: s.now, Rand: d.picks, Tried: r.tried, Key: r.key, HasKey: true}
+	e := d.bal.Pick(&in)
+	if e == nil {
+		return
+	}
+	r.hedges++
+	s.hedges++
+	s.launch(ri, e)
+	s.armHedge(ri)
 }
 
 // delay is the one-way network delay between d and member mi.
@@ -460,7 +529,11 @@ func (s *engine) serve(ai int32) {
 	a.phase = phaseServing
 	a.slot = int32(len(m.serving))
 	m.serving = append(m.serving, ai)
-	t := float64(s.reqs[a.req].work) * m.Slowdown
+	work := s.reqs[a.req].work
+	if s.sc.Service.PerAttempt {
+		work = s.work(m.rng)
+	}
+	t := float64(work) * m.Slowdown
 	s.schedule(s.now+max(int64(t), 1), evServed, ai)
 }
 
@@ -528,21 +601,44 @@ func (s *engine) replied(ai int32) {
 	}
 	a.pending = false
 	r := &s.reqs[a.req]
+	r.outstanding--
 	d := &s.dirs[r.dir]
 	rtt := time.Duration(s.now - a.start)
 	switch a.reply {
 	case replyOK:
 		d.bal.Report(a.ep, s.now, a.load)
+		d.lat.Record(s.now, rtt)
 		d.bal.Done(a.ep, s.now, rtt, balance.Success)
+		s.abandonOthers(a.req)
 		s.succeed(r)
 	case replyRefused:
 		s.refused++
 		d.bal.Done(a.ep, s.now, rtt, balance.Failure)
-		s.attempt(a.req) // NotReached: always safe to retry
+		if r.outstanding == 0 {
+			s.attempt(a.req) // NotReached: always safe to retry
+		}
 	case replyReset:
 		s.resets++
 		d.bal.Done(a.ep, s.now, rtt, balance.Failure)
-		s.retryMaybeProcessed(a.req)
+		if r.outstanding == 0 {
+			s.retryMaybeProcessed(a.req)
+		}
+	}
+}
+
+// abandonOthers ends the race of request ri after a win: the attempts still
+// outstanding are cancelled, as the director cancels hedge losers (their
+// members finish the work anyway and the replies are dropped).
+func (s *engine) abandonOthers(ri int32) {
+	r := &s.reqs[ri]
+	r.hedgeAt = -1
+	d := &s.dirs[r.dir]
+	for _, ai := range r.atts {
+		if a := &s.atts[ai]; a.pending {
+			a.pending = false
+			r.outstanding--
+			d.bal.Done(a.ep, s.now, time.Duration(s.now-a.start), balance.Abandoned)
+		}
 	}
 }
 
@@ -554,9 +650,12 @@ func (s *engine) timedOut(ai int32) {
 	a.pending = false
 	s.timeouts++
 	r := &s.reqs[a.req]
+	r.outstanding--
 	d := &s.dirs[r.dir]
 	d.bal.Done(a.ep, s.now, time.Duration(s.now-a.start), balance.Failure)
-	s.retryMaybeProcessed(a.req)
+	if r.outstanding == 0 {
+		s.retryMaybeProcessed(a.req)
+	}
 }
 
 func (s *engine) retryMaybeProcessed(ri int32) {
@@ -569,6 +668,7 @@ func (s *engine) retryMaybeProcessed(ri int32) {
 }
 
 func (s *engine) succeed(r *request) {
+	r.ended = true
 	s.active--
 	s.succeeded++
 	if s.now <= s.window {
@@ -578,6 +678,7 @@ func (s *engine) succeed(r *request) {
 }
 
 func (s *engine) fail(r *request) {
+	r.ended = true
 	s.active--
 	s.failed++
 }
@@ -595,6 +696,7 @@ func (s *engine) result() Result {
 		Unfinished:   s.active,
 		Attempts:     len(s.atts),
 		Retries:      s.retries,
+		Hedges:       s.hedges,
 		BudgetDenied: s.budgetDenied,
 		Exhausted:    s.exhausted,
 		NotRetryable: s.notRetryable,

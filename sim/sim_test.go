@@ -296,7 +296,7 @@ func TestAccounting(t *testing.T) {
 // process, for exact tests of the member model.
 func (s *engine) inject(dir int32, work time.Duration) {
 	id := int32(len(s.reqs))
-	s.reqs = append(s.reqs, request{dir: dir, arrive: s.now, work: int64(work)})
+	s.reqs = append(s.reqs, request{dir: dir, arrive: s.now, work: int64(work), hedgeAt: -1})
 	s.active++
 	s.dirs[dir].budget.Deposit(s.now)
 	s.attempt(id)
