@@ -1,32 +1,23 @@
 package agent
 
 import (
-	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/smartclient/smartclient/internal/nginxproc"
 )
 
 // nginxBinary finds nginx, installing Debian's package if it is missing.
 // A machine where that fails fails the test, saying why.
 func nginxBinary(t *testing.T) string {
 	t.Helper()
-	find := func() string {
-		if p, err := exec.LookPath("nginx"); err == nil {
-			return p
-		}
-		if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-			return "/usr/sbin/nginx"
-		}
-		return ""
-	}
-	if p := find(); p != "" {
+	if p, err := nginxproc.LookPath(); err == nil {
 		return p
 	}
 	t.Log("nginx is missing: installing Debian's nginx package")
@@ -46,9 +37,9 @@ func nginxBinary(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("nginx is not installed and apt-get install -y nginx failed (root and Debian's archive are needed): %v\n%s", err, out)
 	}
-	p := find()
-	if p == "" {
-		t.Fatalf("apt-get installed nginx but no nginx binary was found:\n%s", out)
+	p, err := nginxproc.LookPath()
+	if err != nil {
+		t.Fatalf("apt-get installed nginx but: %v\n%s", err, out)
 	}
 	return p
 }
@@ -59,75 +50,33 @@ func nginxBinary(t *testing.T) string {
 func startNginx(t *testing.T) (addr string, stop func()) {
 	t.Helper()
 	bin := nginxBinary(t)
-	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr = ln.Addr().String()
 	ln.Close()
-	conf := fmt.Sprintf(`daemon off;
-master_process on;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 64; }
-http {
-	access_log off;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
-	keepalive_timeout 60s;
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s, err := nginxproc.Start(ctx, nginxproc.Options{Binary: bin, Dir: t.TempDir(), Addr: addr, Config: nginxproc.Config{
+		Connections: 64,
+		HTTP: fmt.Sprintf(`	keepalive_timeout 60s;
 	server {
-		listen %[2]s;
+		listen %s;
 		location = /health { return 200 "ok\n"; }
 		location / { return 200 "hello from nginx\n"; }
 	}
-}
-`, dir, addr)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+`, addr),
+	}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	stopped := false
 	stop = func() {
-		if stopped {
-			return
+		if err := s.Stop(); err != nil {
+			t.Error(err)
 		}
-		stopped = true
-		syscall.Kill(cmd.Process.Pid, syscall.SIGTERM) // fast shutdown of master and workers
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-		}
-		// Whatever is left of the group (a worker, if the master died hard).
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
 	}
 	t.Cleanup(stop)
-	waitFor(t, "nginx to accept connections on "+addr, func() bool {
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx exited: %s\n%s", out.String(), log)
-		default:
-		}
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
 	return addr, stop
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/smartclient/smartclient/internal/nginxproc"
 )
 
 // HAProxy and nginx are configured as an operator would for a stateless
@@ -76,40 +78,31 @@ func haproxyStarter(algo string) func(ctx context.Context, e *runEnv, n int) (*t
 // nginxConfig is the configuration for an upstream with method ("" for
 // round robin, or "least_conn"), under prefix dir.
 func nginxConfig(method, dir string, port int, members []string) string {
+	return nginxSettings(method, port, members).Text(dir)
+}
+
+// nginxSettings is nginxConfig before its prefix directory is known.
+func nginxSettings(method string, port int, members []string) nginxproc.Config {
 	var b strings.Builder
-	fmt.Fprintf(&b, `worker_processes auto;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path %[1]s/body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fastcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-    upstream members {
-`, dir)
+	b.WriteString("\tupstream members {\n")
 	if method != "" {
-		fmt.Fprintf(&b, "        %s;\n", method)
+		fmt.Fprintf(&b, "\t\t%s;\n", method)
 	}
 	for _, m := range members {
-		fmt.Fprintf(&b, "        server %s;\n", m)
+		fmt.Fprintf(&b, "\t\tserver %s;\n", m)
 	}
-	fmt.Fprintf(&b, `        keepalive 256;
-    }
-    server {
-        listen 127.0.0.1:%d;
-        location / {
-            proxy_pass http://members;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
+	fmt.Fprintf(&b, `		keepalive 256;
+	}
+	server {
+		listen 127.0.0.1:%d;
+		location / {
+			proxy_pass http://members;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
 `, port)
-	return b.String()
+	return nginxproc.Config{Workers: nginxproc.Auto, Connections: 8192, HTTP: b.String()}
 }
 
 func nginxStarter(method string) func(ctx context.Context, e *runEnv, n int) (*target, error) {
@@ -123,29 +116,38 @@ func nginxStarter(method string) func(ctx context.Context, e *runEnv, n int) (*t
 			return nil, err
 		}
 		dir := filepath.Join(e.dir, "nginx")
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			return nil, err
-		}
 		// Workers run as an unprivileged user when started as root: let
 		// them reach their own directory.
 		_ = os.Chmod(e.dir, 0o755)
-		cf := filepath.Join(dir, "nginx.conf")
-		if err := os.WriteFile(cf, []byte(nginxConfig(method, dir, port, e.members.hostPorts())), 0o644); err != nil {
-			return nil, err
-		}
-		p, err := startProc("nginx", []string{bin, "-p", dir, "-c", cf, "-e", filepath.Join(dir, "error.log")}, nil, dir)
-		if err != nil {
-			return nil, err
-		}
-		p.term = syscall.SIGTERM // fast shutdown: the master reaps its workers
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		if err := waitListening(ctx, p, addr, 10*time.Second); err != nil {
-			if b, rerr := os.ReadFile(filepath.Join(dir, "error.log")); rerr == nil && len(b) > 0 {
-				err = fmt.Errorf("%w; error.log: %s", err, strings.Join(strings.Fields(string(b)), " "))
-			}
-			p.stop()
+		var p *proc
+		_, err = nginxproc.Start(ctx, nginxproc.Options{
+			Binary:       bin,
+			Dir:          dir,
+			Config:       nginxSettings(method, port, e.members.hostPorts()),
+			Addr:         addr,
+			ReadyTimeout: 10 * time.Second,
+			// A suite proc, so that its process group is measured and
+			// stopped as the other contenders' are.
+			Run: func(argv []string) (nginxproc.Process, error) {
+				var err error
+				if p, err = startProc("nginx", argv, nil, dir); err != nil {
+					return nil, err
+				}
+				p.term = syscall.SIGTERM // fast shutdown: the master reaps its workers
+				return nginxProc{p}, nil
+			},
+		})
+		if err != nil {
 			return nil, err
 		}
 		return proxyTarget(p, addr, n), nil
 	}
 }
+
+// nginxProc is a suite proc as nginxproc drives it while it starts.
+type nginxProc struct{ p *proc }
+
+func (n nginxProc) Exited() <-chan struct{}    { return n.p.done }
+func (n nginxProc) Signal(sig os.Signal) error { return n.p.cmd.Process.Signal(sig) }
+func (n nginxProc) Kill() error                { n.p.stop(); return nil }

@@ -2,19 +2,11 @@ package cli
 
 import (
 	"context"
-	"io"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
+	"github.com/smartclient/smartclient/internal/etcdtest"
 	"github.com/smartclient/smartclient/registry/etcdreg"
 )
 
@@ -56,12 +48,8 @@ func TestParseRegistrySpec(t *testing.T) {
 // (Debian's etcd-server): it starts with the one registered member, and
 // moves to a second one when the first deregisters.
 func TestProxyFollowsEtcd(t *testing.T) {
-	endpoint := startTestEtcd(t)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + endpoint}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	etcd := etcdtest.Start(t)
+	endpoint, cli := etcd.Endpoint, etcd.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -98,58 +86,6 @@ func TestProxyFollowsEtcd(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the proxy still sends requests to a 10s after a left the registry")
-		}
-	}
-}
-
-// startTestEtcd runs Debian's etcd on free loopback ports until the test
-// ends, and returns its client address.
-func startTestEtcd(t *testing.T) string {
-	t.Helper()
-	const bin = "/usr/bin/etcd"
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s is missing: this test runs a real etcd; install it with `apt-get install -y etcd-server` (%v)", bin, err)
-	}
-	free := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
-	client, peer := free(), free()
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--name", "n1", "--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", "http://"+client, "--advertise-client-urls", "http://"+client,
-		"--listen-peer-urls", "http://"+peer, "--initial-advertise-peer-urls", "http://"+peer,
-		"--initial-cluster", "n1=http://"+peer, "--heartbeat-interval", "10", "--election-timeout", "100",
-		"--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	c := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if resp, err := c.Get("http://" + client + "/health"); err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == 200 && strings.Contains(string(body), `"true"`) {
-				return client
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatal("etcd exited during start-up")
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("etcd not healthy within 15s")
 		}
 	}
 }

@@ -1,186 +1,45 @@
 package etcdreg
 
 import (
-	"context"
 	"io"
 	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
-	"go.etcd.io/etcd/api/v3/version"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
+
+	"github.com/smartclient/smartclient/internal/etcdtest"
 )
 
-// etcdBin is Debian's etcd-server (apt-get install -y etcd-server).
-const etcdBin = "/usr/bin/etcd"
-
-// etcdProc is a real single-node etcd on loopback, run by the test.
+// etcdProc is the real single-node etcd on loopback that the tests run
+// (internal/etcdtest), under the names they use.
 type etcdProc struct {
-	t         *testing.T
-	dir       string // data directory
-	token     string // initial cluster token
+	*etcdtest.Server
 	clientURL string
-	peerURL   string
-	logPath   string
-	cmd       *exec.Cmd
-	exited    chan struct{}
 }
 
 // startEtcd starts etcd on free loopback ports with a data directory under
 // t.TempDir, and kills it when the test ends.
 func startEtcd(t *testing.T) *etcdProc {
 	t.Helper()
-	if _, err := os.Stat(etcdBin); err != nil {
-		t.Fatalf("%s is missing: these tests run a real etcd; install it with `apt-get install -y etcd-server` (%v)", etcdBin, err)
-	}
-	e := &etcdProc{
-		t:         t,
-		dir:       filepath.Join(t.TempDir(), "data"),
-		token:     "smartclient-test",
-		clientURL: "http://" + freeAddr(t),
-		peerURL:   "http://" + freeAddr(t),
-		logPath:   filepath.Join(t.TempDir(), "etcd.log"),
-	}
-	t.Cleanup(func() {
-		e.stop()
-		if t.Failed() {
-			if b, err := os.ReadFile(e.logPath); err == nil {
-				t.Logf("etcd log (last 4 KiB):\n%s", tail(b, 4<<10))
-			}
-		}
-	})
-	e.start()
-	return e
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
-
-// start runs etcd on e's ports and data directory and waits until it
-// serves with a leader.
-func (e *etcdProc) start() {
-	t := e.t
-	t.Helper()
-	logf, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	// Short heartbeats make the single node elect itself at once and
-	// lower etcd's minimum lease TTL to one second.
-	cmd := exec.Command(etcdBin,
-		"--name", "n1",
-		"--data-dir", e.dir,
-		"--listen-client-urls", e.clientURL,
-		"--advertise-client-urls", e.clientURL,
-		"--listen-peer-urls", e.peerURL,
-		"--initial-advertise-peer-urls", e.peerURL,
-		"--initial-cluster", "n1="+e.peerURL,
-		"--initial-cluster-token", e.token,
-		"--heartbeat-interval", "10",
-		"--election-timeout", "100",
-		"--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
-	)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// If the test binary dies before its Cleanup runs (a -timeout panic),
-	// the kernel kills etcd too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	e.cmd = cmd
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	e.exited = exited
-	e.waitHealthy()
-}
-
-// waitHealthy polls /health until etcd reports a leader, with a deadline.
-func (e *etcdProc) waitHealthy() {
-	t := e.t
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	c := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := c.Get(e.clientURL + "/health")
-		if err == nil {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == 200 && strings.Contains(string(b), `"true"`) {
-				return
-			}
-		}
-		select {
-		case <-e.exited:
-			t.Fatalf("etcd exited during start-up; see the log")
-		case <-tick.C:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("etcd not healthy after 15s: %v", err)
-		}
-	}
+	s := etcdtest.Start(t)
+	return &etcdProc{Server: s, clientURL: s.ClientURL}
 }
 
 // stop kills etcd, as a crash would, and waits for it to exit.
-func (e *etcdProc) stop() {
-	if e.cmd == nil {
-		return
-	}
-	e.cmd.Process.Kill()
-	<-e.exited
-	e.cmd = nil
-}
+func (e *etcdProc) stop() { e.Stop() }
 
-// replace stops etcd and starts an empty cluster on the same ports, as if
-// it had been rebuilt; the cluster ID stays the same (same name, peer URL
-// and token), only the revision goes back.
-func (e *etcdProc) replace() {
-	e.stop()
-	e.dir = filepath.Join(e.t.TempDir(), "data")
-	e.start()
-}
+// start runs etcd again on the same ports and data after stop.
+func (e *etcdProc) start() { e.Restart() }
+
+// replace stops etcd and starts an empty cluster with the same cluster ID
+// on the same ports; only the revision goes back.
+func (e *etcdProc) replace() { e.Replace() }
 
 // client returns a client of e, closed when the test ends.
-func (e *etcdProc) client(t *testing.T) *clientv3.Client {
-	return dialEtcd(t, e.clientURL)
-}
+func (e *etcdProc) client(t *testing.T) *clientv3.Client { return e.Client(t) }
 
-func dialEtcd(t *testing.T, endpoint string) *clientv3.Client {
-	t.Helper()
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{endpoint},
-		DialTimeout: 2 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
+func dialEtcd(t *testing.T, endpoint string) *clientv3.Client { return etcdtest.Dial(t, endpoint) }
 
 // cutProxy forwards TCP to a target and can cut every connection, so a
 // test can disconnect one client from etcd while others still reach it.
@@ -257,23 +116,4 @@ func (p *cutProxy) setCut(on bool) {
 		}
 		clear(p.conns)
 	}
-}
-
-func TestEtcdHarness(t *testing.T) {
-	e := startEtcd(t)
-	c := e.client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.Put(ctx, "/k", "v"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := c.Get(ctx, "/k")
-	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "v" {
-		t.Fatalf("get = %v, %v", resp, err)
-	}
-	st, err := c.Status(ctx, e.clientURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("etcd server %s, client %s", st.Version, version.Version)
 }
