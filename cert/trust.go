@@ -47,8 +47,10 @@ type Trust struct {
 	// default: the first fetch is then only as safe as the roots answering.
 	TOFU bool
 	// TOFUFile is the trusted-keys file TOFU appends to, atomically
-	// (rewritten to a temporary file and renamed). Two processes recording
-	// at the same moment may lose one line; it is recorded again next time.
+	// (rewritten to a temporary file and renamed), while holding an
+	// exclusive flock(2) on TOFUFile+".lock" (created 0600 if missing). The
+	// file is re-read under that lock, so when another process has recorded
+	// a key for the service meanwhile, that key decides.
 	TOFUFile string
 
 	mu sync.RWMutex
@@ -135,8 +137,19 @@ func LoadTrustFile(path string) (*Trust, error) {
 }
 
 // OpenTOFU returns a Trust with TOFU on, recording into path, holding the
-// keys already in path if it exists.
+// keys already in path if it exists. It reads path under a shared lock on
+// path+".lock" (see Trust.TOFUFile).
 func OpenTOFU(path string) (*Trust, error) {
+	lock, err := lockTrustFile(path, false)
+	switch {
+	case err == nil:
+		defer lock.Close()
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		// No directory yet (so no file), or one we may not write to (so we
+		// record nothing): the atomic rename alone keeps the read whole.
+	default:
+		return nil, err
+	}
 	t, err := LoadTrustFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		t, err = &Trust{}, nil
@@ -204,36 +217,85 @@ func TrustLine(pattern string, pub ed25519.PublicKey, comment string) string {
 }
 
 // recordTOFU trusts pub for service if no key is trusted for it yet, or if
-// pub already is (another Verify got here first with the same key), and
-// records it in TOFUFile. It reports false if another key won the race.
+// pub already is (another Verify, here or in another process, got there
+// first with the same key), and records it in TOFUFile. It reports false if
+// another key won the race.
 func (t *Trust) recordTOFU(service string, pub ed25519.PublicKey, now time.Time) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if ks := t.keysForLocked(service); len(ks) > 0 {
-		return slices.ContainsFunc(ks, func(k ed25519.PublicKey) bool { return bytes.Equal(k, pub) }), nil
+		return containsKey(ks, pub), nil
 	}
 	if t.TOFUFile != "" {
-		old, err := readBounded(t.TOFUFile, maxTrustFile)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			old = []byte("# smartclient trusted keys; \"tofu\" lines were trusted on first use\n")
-			if err := os.MkdirAll(filepath.Dir(t.TOFUFile), 0o700); err != nil {
-				return false, err
-			}
-		case err != nil:
-			return false, err
-		}
-		if len(old) > 0 && old[len(old)-1] != '\n' {
-			old = append(old, '\n')
-		}
-		data := append(old, TrustLine(service, pub, "tofu "+now.UTC().Format(time.RFC3339))...)
-		if len(data) > maxTrustFile {
-			return false, fmt.Errorf("cert: %s would grow past %d bytes", t.TOFUFile, maxTrustFile)
-		}
-		if err := atomicfile.WriteFile(t.TOFUFile, data, 0o600); err != nil {
-			return false, fmt.Errorf("cert: recording first-use key: %w", err)
+		if ok, err := t.recordFileLocked(service, pub, now); !ok || err != nil {
+			return ok, err
 		}
 	}
 	t.addLocked(service, pub)
 	return true, nil
+}
+
+// recordFileLocked does recordTOFU's read-modify-write of TOFUFile under
+// the exclusive cross-process lock. The keys in the file as re-read are
+// merged into t first, so a key another process recorded for service since
+// t was loaded decides, and pub is appended only if there is none.
+func (t *Trust) recordFileLocked(service string, pub ed25519.PublicKey, now time.Time) (bool, error) {
+	path := t.TOFUFile
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return false, fmt.Errorf("cert: recording first-use key in %s: %w", path, err)
+	}
+	lock, err := lockTrustFile(path, true)
+	if err != nil {
+		return false, err
+	}
+	defer lock.Close()
+
+	old, err := readBounded(path, maxTrustFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		old = []byte("# smartclient trusted keys; \"tofu\" lines were trusted on first use\n")
+	case err != nil:
+		return false, fmt.Errorf("cert: recording first-use key in %s: %w", path, err)
+	default:
+		disk, err := ParseTrust(old)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", path, err)
+		}
+		for p, ks := range disk.Keys {
+			for _, k := range ks {
+				t.addLocked(p, k)
+			}
+		}
+		if ks := t.keysForLocked(service); len(ks) > 0 {
+			return containsKey(ks, pub), nil
+		}
+	}
+	if len(old) > 0 && old[len(old)-1] != '\n' {
+		old = append(old, '\n')
+	}
+	data := append(old, TrustLine(service, pub, "tofu "+now.UTC().Format(time.RFC3339))...)
+	if len(data) > maxTrustFile {
+		return false, fmt.Errorf("cert: %s would grow past %d bytes", path, maxTrustFile)
+	}
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
+		return false, fmt.Errorf("cert: recording first-use key in %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// lockTrustFile opens path+".lock", creating it 0600 if missing, and locks
+// it for writing path (exclusive) or reading it (shared). Closing the
+// returned file unlocks. The lock file is never removed: removing it would
+// let a waiter lock a file a newcomer no longer sees.
+func lockTrustFile(path string, exclusive bool) (*os.File, error) {
+	name := path + ".lock"
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cert: locking trusted keys: %w", err)
+	}
+	if err := flockFile(f, exclusive); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cert: locking trusted keys: flock %s: %w", name, err)
+	}
+	return f, nil
 }

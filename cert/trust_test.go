@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -124,7 +125,8 @@ func TestTOFU(t *testing.T) {
 	if _, err := Verify(mustSign(t, testCert(), first), chat, tr, t0); err != nil {
 		t.Fatalf("first use: %v", err)
 	}
-	// Recorded in the file, mode 0600, no temporary files left behind.
+	// Recorded in the file, mode 0600, beside its lock file, no temporary
+	// files left behind.
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -135,8 +137,13 @@ func TestTOFU(t *testing.T) {
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
 		t.Errorf("trust file mode %v", fi.Mode())
 	}
-	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
-		t.Errorf("directory holds %d entries, want just the trust file", len(ents))
+	ents, _ := os.ReadDir(filepath.Dir(path))
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if want := []string{"known_keys", "known_keys.lock"}; !slices.Equal(names, want) {
+		t.Errorf("directory holds %q, want %q", names, want)
 	}
 
 	// From now on only that key is trusted for chat, in this process and the next.
