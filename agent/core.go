@@ -79,6 +79,9 @@ type Sample struct {
 	Conns  int // established TCP connections whose local port is the target's
 	Iface  IfaceBytes
 	Errs   map[string]string
+	// ConnsFrom is how Conns was counted: ConnsFromNetlink or
+	// ConnsFromProc; "" when the Sampler does not say.
+	ConnsFrom string
 }
 
 func (s Sample) ok(key string) bool {
@@ -163,6 +166,10 @@ type Report struct {
 	Load1       *float64   `json:"load1"`       // 1-minute load average
 	NumCPU      int        `json:"ncpu"`        // logical CPUs; 0 = unknown
 	CPU         *float64   `json:"cpu"`         // percent of all CPUs busy over the last interval
+	// ConnectionsFrom is how connections were counted: "netlink"
+	// (sock_diag) or "proc" (/proc/net/tcp{,6}, where netlink is
+	// refused); absent when the count failed or the sampler does not say.
+	ConnectionsFrom string `json:"connections_from,omitempty"`
 	// Byte rates of the network interface that carries the target's
 	// address, not of the target's port alone: the kernel does not count
 	// bytes per port.
@@ -250,6 +257,7 @@ func Build(cfg ReportConfig, in Inputs) Report {
 		default:
 			r.Connections = n
 		}
+		r.ConnectionsFrom = cur.ConnsFrom
 	}
 	r.InFlight = r.Connections
 	r.Iface = cur.Iface.Name

@@ -11,11 +11,14 @@
 //     NaN, infinite, enormous, counters going backwards) and computes the
 //     utilisation. It does no I/O and reads no clock: time comes in the
 //     inputs, so it is table-tested without a machine.
-//   - The adapters (sample.go, check.go, command.go): Sampler reads the
-//     machine through gopsutil (load average, CPU times, established TCP
-//     connections on the target's port, interface byte counters), Checker
-//     health-checks the target (TCP connect or HTTP GET) and Command runs
-//     the user's load command with a timeout and a bounded output.
+//   - The adapters (sample.go, conns*.go, check.go, command.go): Sampler
+//     reads the machine through gopsutil (load average, CPU times,
+//     interface byte counters) and counts the established TCP connections
+//     on the target's port with a netlink sock_diag dump (conns_linux.go),
+//     falling back to /proc/net/tcp{,6} where netlink is refused; the
+//     parsers of both replies are pure (conns.go). Checker health-checks
+//     the target (TCP connect or HTTP GET) and Command runs the user's
+//     load command with a timeout and a bounded output.
 //   - The Agent (agent.go): runs each adapter in the background on its own
 //     interval, publishes every new Report as an immutable snapshot, and
 //     serves it over HTTP, so GET /load never waits for the target: a

@@ -23,15 +23,17 @@ type Sampler interface {
 // AllIfaces is the interface name under which Host sums every interface.
 const AllIfaces = "all"
 
-// Host is the Sampler of the machine the agent runs on, through gopsutil:
-// the 1-minute load average, CPU times summed over all CPUs, the number of
-// established TCP connections (IPv4 and IPv6) whose local port is Port, and
-// the byte counters of interface Iface.
+// Host is the Sampler of the machine the agent runs on: through gopsutil
+// the 1-minute load average, CPU times summed over all CPUs and the byte
+// counters of interface Iface, and from the kernel the number of
+// established TCP connections (IPv4 and IPv6) whose local port is Port.
 //
-// Counting connections reads /proc/net/tcp and tcp6 and, because gopsutil
-// maps every socket to its process, every process's open files: its cost
-// grows with the number of processes and sockets on the machine (see
-// BenchmarkHostSample).
+// Connections are counted with a netlink sock_diag dump filtered by state
+// and port in the kernel, so its cost grows with the connections counted,
+// not with every socket and process on the machine; where netlink is
+// refused, from /proc/net/tcp and tcp6 (Sample.ConnsFrom says which; see
+// BenchmarkConnCount). A Host keeps that choice and a receive buffer
+// between samples, so use it through a pointer.
 type Host struct {
 	// Port is the target's TCP port. Connections are counted by local
 	// port alone, whatever the local address, so a server listening on
@@ -40,6 +42,8 @@ type Host struct {
 	// Iface is the interface whose bytes are counted; "" or AllIfaces
 	// sums every interface, loopback included. IfaceFor picks it.
 	Iface string
+
+	conns connCounter
 }
 
 var _ Sampler = (*Host)(nil)
@@ -60,10 +64,10 @@ func (h *Host) Sample(ctx context.Context) Sample {
 	} else {
 		s.CPU = cpuTimes(t[0])
 	}
-	if n, err := countEstablished(ctx, h.Port); err != nil {
+	if n, from, err := h.conns.count(ctx, h.Port); err != nil {
 		s.Errs[ErrKeyConns] = err.Error()
 	} else {
-		s.Conns = n
+		s.Conns, s.ConnsFrom = n, from
 	}
 	iface := h.Iface
 	if iface == "" {
@@ -86,20 +90,6 @@ func (h *Host) Sample(ctx context.Context) Sample {
 func cpuTimes(t cpu.TimesStat) CPUTimes {
 	total := t.Total() - t.Guest - t.GuestNice
 	return CPUTimes{Total: total, Busy: total - t.Idle - t.Iowait}
-}
-
-func countEstablished(ctx context.Context, port int) (int, error) {
-	conns, err := psnet.ConnectionsWithoutUidsWithContext(ctx, "tcp")
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, c := range conns {
-		if c.Status == "ESTABLISHED" && int(c.Laddr.Port) == port {
-			n++
-		}
-	}
-	return n, nil
 }
 
 func ifaceBytes(ctx context.Context, name string) (IfaceBytes, error) {

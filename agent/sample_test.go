@@ -28,7 +28,7 @@ func TestIfaceFor(t *testing.T) {
 	}
 }
 
-// The gopsutil sampler reads this machine: every reading succeeds and the
+// The sampler reads this machine: every reading succeeds and the
 // connection count sees connections held on a loopback port.
 func TestHostSample(t *testing.T) {
 	tt := newTCPTarget(t)
@@ -43,6 +43,9 @@ func TestHostSample(t *testing.T) {
 		return s.Conns == 3
 	})
 	s := h.Sample(context.Background())
+	if s.ConnsFrom != ConnsFromNetlink && s.ConnsFrom != ConnsFromProc {
+		t.Errorf("connections counted from %q", s.ConnsFrom)
+	}
 	if s.NumCPU < 1 || s.CPU.Total <= 0 || s.CPU.Busy <= 0 || s.CPU.Busy > s.CPU.Total || s.Iface.Name != "lo" || s.Iface.Rx == 0 {
 		t.Errorf("sample %+v", s)
 	}
