@@ -11,6 +11,11 @@
 // roots, or, if every root is unreachable, served stale or refused as
 // Config.Stale says. A root may never roll the service back to an older
 // certificate version than the one cached.
+//
+// The certificate's member key pins travel with it: Client.Pins follows
+// the certificate in use, and Client.NewTransport (or smarthttp.PinTLS with
+// Client.Pins) makes https connections to a pinned member succeed only if
+// the member presents the pinned key.
 package bootstrap
 
 import (
@@ -18,6 +23,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +83,9 @@ type Config struct {
 	Stale StalePolicy
 	// Director is applied on top of what the certificate sets (policy,
 	// load TTL, epoch, membership vetting); fields left zero keep the
-	// certificate's choice.
+	// certificate's choice. A *smarthttp.Prober or *smarthttp.LoadPoller
+	// here without a Client is given one that checks the certificate's
+	// member pins, as is the load poller the certificate asks for.
 	Director director.Config
 	// Clock is the time source. Default clock.Real.
 	Clock clock.Clock
@@ -95,6 +104,12 @@ type Client struct {
 	store   *cache.Store
 	ver     *cert.Verifier
 	current atomic.Pointer[loaded]
+
+	// pins are the current certificate's member key pins. members sends
+	// probes and load polls; its base checks the pins.
+	pins        smarthttp.Pins
+	members     *http.Client
+	membersBase *http.Transport
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -133,6 +148,17 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, name: name, stop: make(chan struct{})}
 	c.ver = &cert.Verifier{Trust: cfg.Trust, Clock: cfg.Clock}
+	c.membersBase = smarthttp.NewBaseTransport()
+	rt, err := smarthttp.PinTLS(c.membersBase, &c.pins)
+	if err != nil {
+		return nil, err
+	}
+	c.members = &http.Client{
+		Transport: rt,
+		// A probe or poll asks one member about itself, as smarthttp's
+		// default client does.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	if !cfg.NoCache {
 		dir, err := cache.Dir(cfg.CacheDir)
 		if err != nil {
@@ -289,6 +315,19 @@ func (c *Client) start(l *loaded) error {
 	if l.cert.Load.PollPath != "" && dc.Poller == nil {
 		dc.Poller = &smarthttp.LoadPoller{Path: l.cert.Load.PollPath}
 	}
+	if p, ok := dc.Poller.(*smarthttp.LoadPoller); ok && p.Client == nil {
+		cp := *p
+		cp.Client = c.members
+		dc.Poller = &cp
+	}
+	if p, ok := dc.Prober.(*smarthttp.Prober); ok && p.Client == nil {
+		cp := *p
+		cp.Client = c.members
+		dc.Prober = &cp
+	}
+	if err := c.setPins(l.cert); err != nil {
+		return err
+	}
 	c.current.Store(l)
 	d, err := director.New(dc, l.cert.Members())
 	if err != nil {
@@ -319,6 +358,55 @@ func (c *Client) restore(b []byte, version uint64) {
 	if err := c.RestoreState(b); err != nil {
 		c.cfg.Logf("bootstrap: %s: ignoring the cached director state: %v", c.name.Service, err)
 	}
+}
+
+// setPins makes crt's member pins the ones every handshake checks. A pin on
+// a plain-http member cannot be checked and is reported; two members on one
+// host and port with different pins make the certificate unusable.
+func (c *Client) setPins(crt *cert.Certificate) error {
+	byMember := make(map[string]smarthttp.Pin)
+	for _, m := range crt.MemberList {
+		if m.Pin == "" {
+			continue
+		}
+		if !strings.HasPrefix(m.URL, "https://") {
+			c.cfg.Logf("bootstrap: %s: certificate version %d pins %s, which is not https: nothing to check the pin against",
+				c.name.Service, crt.Version, m.URL)
+			continue
+		}
+		pin, err := cert.ParsePin(m.Pin)
+		if err != nil {
+			return fmt.Errorf("bootstrap: %s: certificate version %d: member %s: %w", c.name.Service, crt.Version, m.URL, err)
+		}
+		byMember[m.URL] = pin
+	}
+	if err := c.pins.Set(byMember); err != nil {
+		return fmt.Errorf("bootstrap: %s: certificate version %d: %w", c.name.Service, crt.Version, err)
+	}
+	return nil
+}
+
+// Pins returns the TLS key pins of the current certificate's https
+// members, for smarthttp.PinTLS. They follow the certificate: a newer
+// certificate's pins replace them just before its member list replaces the
+// director's.
+func (c *Client) Pins() smarthttp.PinSource { return &c.pins }
+
+// NewTransport returns a smarthttp.Transport that sends requests through
+// the client's director over base, set up by smarthttp.PinTLS with the
+// client's Pins: a pinned member must present its pinned key, and may do
+// so with a self-signed certificate; other members are verified as usual.
+// base nil means smarthttp.NewBaseTransport(); a base given must not have
+// been used yet. Close the transport's idle connections when done with it.
+func (c *Client) NewTransport(base *http.Transport) (*smarthttp.Transport, error) {
+	if base == nil {
+		base = smarthttp.NewBaseTransport()
+	}
+	rt, err := smarthttp.PinTLS(base, &c.pins)
+	if err != nil {
+		return nil, err
+	}
+	return smarthttp.NewTransport(c.Director, rt), nil
 }
 
 // Certificate returns the certificate in use and where it came from ("cache"
@@ -366,23 +454,37 @@ func (c *Client) Revalidate(ctx context.Context) error {
 	fresh, err := c.resolve(ctx, cur.cert.Version)
 	if err != nil {
 		c.cfg.Logf("bootstrap: %s: revalidation failed, keeping version %d: %v", c.name.Service, cur.cert.Version, err)
-		// Try again after another refresh interval, not in a tight loop.
-		next := *cur
-		next.fetchedAt = c.cfg.Clock.Now()
-		c.current.Store(&next)
+		c.keep(cur)
 		return err
 	}
 	if fresh.cert.Version > cur.cert.Version {
+		// The new pins go first, so that no connection to a member of the
+		// new list is made under the old pins.
+		if err := c.setPins(fresh.cert); err != nil {
+			c.cfg.Logf("%v; keeping version %d", err, cur.cert.Version)
+			c.keep(cur)
+			return err
+		}
 		// A signed newer certificate outranks any membership record, even
 		// one whose epoch a member inflated.
 		if err := c.Balancer().ReplaceMembers(fresh.cert.Version, fresh.cert.Members()); err != nil {
 			c.cfg.Logf("bootstrap: %s: certificate version %d: %v", c.name.Service, fresh.cert.Version, err)
+			c.setPins(cur.cert) // accepted before, so it cannot fail now
+			c.keep(cur)
 			return err
 		}
 	}
 	c.current.Store(fresh)
 	c.saveCert(fresh)
 	return nil
+}
+
+// keep keeps cur in use after a failed revalidation, which is tried again
+// after another refresh interval, not in a tight loop.
+func (c *Client) keep(cur *loaded) {
+	next := *cur
+	next.fetchedAt = c.cfg.Clock.Now()
+	c.current.Store(&next)
 }
 
 // SaveState writes the director's learned state to the cache now.
@@ -397,8 +499,8 @@ func (c *Client) SaveState() error {
 	return c.store.Put(c.name.Service, cache.KindState, b)
 }
 
-// Close stops revalidation, saves the director's state to the cache and
-// closes the director.
+// Close stops revalidation, saves the director's state to the cache, closes
+// the director and the idle connections of its probes and load polls.
 func (c *Client) Close() error {
 	c.stopOnce.Do(func() {
 		close(c.stop)
@@ -411,6 +513,7 @@ func (c *Client) Close() error {
 	c.wg.Wait()
 	err := c.SaveState()
 	c.Director.Close()
+	c.membersBase.CloseIdleConnections()
 	return err
 }
 

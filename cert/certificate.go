@@ -3,6 +3,7 @@ package cert
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -90,8 +91,10 @@ type Member struct {
 	Weight float64 `json:"weight,omitempty"` // 0 means 1
 	Zone   string  `json:"zone,omitempty"`
 	// Pin, if set, is "sha256/BASE64" of the SHA-256 of the member's TLS
-	// SubjectPublicKeyInfo, as in HPKP; a TLS adapter may refuse a member
-	// whose key does not match.
+	// SubjectPublicKeyInfo, as in HPKP (see ParsePin). An https client
+	// bootstrapped from the certificate (smarthttp.PinTLS) refuses a member
+	// whose key does not match, and trusts one whose key does even with a
+	// self-signed certificate.
 	Pin string `json:"pin,omitempty"`
 }
 
@@ -351,12 +354,30 @@ func (c *Certificate) validateMembers() error {
 }
 
 func validPin(p string) bool {
-	b64, ok := strings.CutPrefix(p, "sha256/")
-	if !ok {
-		return false
+	_, err := ParsePin(p)
+	return err == nil
+}
+
+// pinPrefix names the only hash a member pin may use.
+const pinPrefix = "sha256/"
+
+// ParsePin reads a member's TLS key pin (Member.Pin): "sha256/" and the
+// standard, padded base64 of 32 bytes, the SHA-256 of the member's
+// SubjectPublicKeyInfo as in HPKP. It returns that digest, or an error
+// wrapping ErrMalformed. Only the canonical encoding is accepted, so a pin
+// has exactly one spelling.
+func ParsePin(s string) ([sha256.Size]byte, error) {
+	var pin [sha256.Size]byte
+	b64, ok := strings.CutPrefix(s, pinPrefix)
+	if !ok || len(b64) != base64.StdEncoding.EncodedLen(sha256.Size) {
+		return pin, fmt.Errorf("%w: pin %q, want %q and the base64 of 32 bytes", ErrMalformed, clip(s), pinPrefix)
 	}
 	b, err := base64.StdEncoding.Strict().DecodeString(b64)
-	return err == nil && len(b) == 32
+	if err != nil || len(b) != sha256.Size {
+		return pin, fmt.Errorf("%w: pin %q is not the base64 of 32 bytes", ErrMalformed, clip(s))
+	}
+	copy(pin[:], b)
+	return pin, nil
 }
 
 // parseRoot checks that r is an absolute URL of at most maxRootLen visible

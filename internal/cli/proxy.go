@@ -256,6 +256,18 @@ func NewProxy(ctx context.Context, cfg ProxyConfig, logw io.Writer) (*Proxy, err
 	// connections per host that a busy proxy does not redial each time.
 	base.MaxIdleConnsPerHost = 64
 	p.base = base
+	var memberRT http.RoundTripper = base
+	if boot != nil {
+		// The certificate's member key pins are checked on every
+		// handshake, and follow the certificate when a newer one is
+		// accepted.
+		rt, err := smarthttp.PinTLS(base, boot.Pins())
+		if err != nil {
+			closeDir()
+			return nil, err
+		}
+		memberRT = rt
+	}
 
 	p.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "smartclient_proxy_request_duration_seconds",
@@ -278,7 +290,7 @@ func NewProxy(ctx context.Context, cfg ProxyConfig, logw io.Writer) (*Proxy, err
 
 	rp := &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
-		Transport: smarthttp.NewTransport(d, base),
+		Transport: smarthttp.NewTransport(d, memberRT),
 		// 0: ReverseProxy flushes at once whatever has no Content-Length
 		// (server-sent events, long polls, chunked streams) and buffers the
 		// rest, so a small reply goes out in one write instead of a chunked
