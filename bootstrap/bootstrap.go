@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -360,18 +359,13 @@ func (c *Client) restore(b []byte, version uint64) {
 	}
 }
 
-// setPins makes crt's member pins the ones every handshake checks. A pin on
-// a plain-http member cannot be checked and is reported; two members on one
-// host and port with different pins make the certificate unusable.
+// setPins makes crt's member pins the ones every handshake checks. A
+// verified certificate has pins only on https members and no two pins for
+// one host and port (cert.Validate); Pins.Set checks the same again.
 func (c *Client) setPins(crt *cert.Certificate) error {
 	byMember := make(map[string]smarthttp.Pin)
 	for _, m := range crt.MemberList {
 		if m.Pin == "" {
-			continue
-		}
-		if !strings.HasPrefix(m.URL, "https://") {
-			c.cfg.Logf("bootstrap: %s: certificate version %d pins %s, which is not https: nothing to check the pin against",
-				c.name.Service, crt.Version, m.URL)
 			continue
 		}
 		pin, err := cert.ParsePin(m.Pin)

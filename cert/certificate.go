@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -350,7 +351,42 @@ func (c *Certificate) validateMembers() error {
 		}
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
+	return c.validatePins()
+}
+
+// validatePins checks what a TLS client can enforce: a pin is on an https
+// member, and members sharing a host and port (one TLS server, so one key)
+// do not carry different pins. Member URLs are already valid here.
+func (c *Certificate) validatePins() error {
+	seen := make(map[string]int) // pinned host:port -> index of its first member
+	for i, m := range c.MemberList {
+		if m.Pin == "" {
+			continue
+		}
+		u, err := url.Parse(m.URL)
+		if err != nil || u.Scheme != "https" {
+			return fmt.Errorf("%w: members[%d] %q has a pin but is not https: there is no TLS key to check it against", ErrMalformed, i, clip(m.URL))
+		}
+		port := u.Port()
+		if port == "" {
+			port = "443"
+		}
+		addr := strings.ToLower(net.JoinHostPort(u.Hostname(), port))
+		if j, ok := seen[addr]; ok && !samePin(c.MemberList[j].Pin, m.Pin) {
+			return fmt.Errorf("%w: members[%d] and members[%d] are both served at %s but pin different keys", ErrMalformed, j, i, addr)
+		}
+		if _, ok := seen[addr]; !ok {
+			seen[addr] = i
+		}
+	}
 	return nil
+}
+
+// samePin reports whether two valid pins name the same key.
+func samePin(a, b string) bool {
+	pa, _ := ParsePin(a)
+	pb, _ := ParsePin(b)
+	return pa == pb
 }
 
 func validPin(p string) bool {

@@ -12,6 +12,7 @@ func fuzzSeeds(f *testing.F) [][]byte {
 	key, next := testKey(1), testKey(2)
 	c := testCert()
 	c.Allow = Allow{CIDRs: []string{"10.0.0.0/8"}, Domains: []string{"example.com"}, Ports: []int{80}}
+	c.MemberList[0].URL = "https://10.0.0.1:8443"
 	c.MemberList[0].Pin = "sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
 	e, err := Endorse(key, pubOf(next), "chat", t0.Add(time.Hour))
 	if err != nil {

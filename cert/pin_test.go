@@ -1,6 +1,7 @@
 package cert
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -50,6 +51,7 @@ func TestParsePin(t *testing.T) {
 func TestCertificateRefusesBadPin(t *testing.T) {
 	c := testCert()
 	c.Format = Format
+	c.MemberList[0].URL = "https://10.0.0.1:8443"
 	c.MemberList[0].Pin = "sha256/short="
 	if err := c.Validate(); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "members[0] pin") {
 		t.Fatalf("Validate = %v", err)
@@ -78,4 +80,51 @@ func FuzzParsePin(f *testing.F) {
 			t.Fatalf("ParsePin(%q) accepted a non-canonical spelling of %s", s, back)
 		}
 	})
+}
+
+// A certificate's pins must be ones a TLS client can enforce: on https
+// members only, and one key per host and port (the port defaulting to 443,
+// the host compared without case). Sign and Verify both refuse others.
+func TestCertificatePinsMustBeCheckable(t *testing.T) {
+	other := "sha256/" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	for _, tc := range []struct {
+		name    string
+		members []Member
+		want    string // "" when valid
+	}{
+		{"http member", []Member{{URL: "http://10.0.0.1:8080", Pin: emptyPin}}, `members[0] "http://10.0.0.1:8080" has a pin but is not https`},
+		{"two keys for one server", []Member{
+			{URL: "https://Web.example/a", Pin: emptyPin},
+			{URL: "https://web.example:443/b", Pin: other},
+		}, "members[0] and members[1] are both served at web.example:443 but pin different keys"},
+		{"one key for one server", []Member{
+			{URL: "https://web.example/a", Pin: emptyPin},
+			{URL: "https://WEB.example:443/b", Pin: emptyPin},
+			{URL: "https://web.example:8443/", Pin: other},
+			{URL: "https://web.example/c"},
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testCert()
+			c.MemberList = tc.members
+			_, err := Sign(c, testKey(1))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Sign = %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Sign = %v, want ErrMalformed naming %q", err, tc.want)
+			}
+			// Signed anyway, bypassing Sign's checks: Verify refuses it too.
+			good := testCert()
+			m := payloadMap(t, good, testKey(1))
+			m["members"] = tc.members
+			raw := signRaw(t, PayloadType, mustJSON(t, m), testKey(1))
+			if _, err := Verify(raw, Name{Service: "chat", Fingerprint: Fingerprint(pubOf(testKey(1)))}, nil, t0); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Verify = %v, want ErrMalformed naming %q", err, tc.want)
+			}
+		})
+	}
 }

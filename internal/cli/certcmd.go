@@ -19,7 +19,7 @@ import (
 	"github.com/smartclient/smartclient/resolve"
 )
 
-const certUsage = `usage: smartclient cert <keygen|sign|verify|inspect|endorse> [flags]
+const certUsage = `usage: smartclient cert <keygen|sign|verify|inspect|endorse|pin> [flags]
 
   keygen  --out KEY [--force]               write an ed25519 key pair: KEY (0600) and KEY.pub
   sign    --key KEY --in DESC --out CERT    sign a certificate described in YAML or JSON
@@ -28,6 +28,9 @@ const certUsage = `usage: smartclient cert <keygen|sign|verify|inspect|endorse> 
   inspect CERT                              print the certificate and its signatures, unverified
   endorse --key OLD --pub NEW.pub --service NAME --ttl D --out FILE
                                             let clients that trust OLD accept certificates signed by NEW
+  pin     FILE.pem | --connect HOST:PORT [--servername NAME]
+                                            print the TLS key pin of a member's certificate (or public
+                                            key), or of the key a TLS server presents now (unverified)
 `
 
 const resolveUsage = `usage: smartclient resolve service://NAME --root URL [--root URL ...] --trust KEY.pub [flags]
@@ -116,12 +119,15 @@ func splitArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("missing subcommand: keygen, sign, verify, inspect or endorse")
+		return usagef("missing subcommand: keygen, sign, verify, inspect, endorse or pin")
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlagSet("cert " + sub)
 	help := func() error { return helpError{fs: fs, usage: certUsage} }
 	switch sub {
+	case "pin":
+		return runCertPin(ctx, fs, args, stdout, stderr, help)
+
 	case "keygen":
 		out := fs.String("out", "", "private key file to write; the public key goes to FILE.pub")
 		force := fs.Bool("force", false, "replace existing key files")
@@ -256,7 +262,7 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "wrote %s: %s endorses %s for %s until %s\n", *out, e.By, cert.Fingerprint(newKey), *service, e.ExpiresAt.Format(time.RFC3339))
 		return nil
 	}
-	return usagef("unknown subcommand %q: keygen, sign, verify, inspect or endorse", sub)
+	return usagef("unknown subcommand %q: keygen, sign, verify, inspect, endorse or pin", sub)
 }
 
 // parseCert parses a cert subcommand's flags and wants exactly n positional

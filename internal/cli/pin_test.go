@@ -2,10 +2,14 @@ package cli
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,4 +75,75 @@ func TestProxyByServiceChecksPins(t *testing.T) {
 		!strings.Contains(body, smarthttp.PinOf(bad.Certificate()).String()) || !strings.Contains(body, bad.Listener.Addr().String()) {
 		t.Fatalf("%d %q; want 502 naming the member, its pin and the key it presented", status, body)
 	}
+}
+
+// `cert pin` prints the pin PinTLS checks, from a certificate file, a
+// public key file or a live server, and names what is wrong with bad input.
+func TestCertPinCommand(t *testing.T) {
+	m := newTLSMember(t, "m")
+	want := smarthttp.PinOf(m.Certificate()).String()
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: m.Certificate().Raw})
+	spki, err := x509.MarshalPKIXPublicKey(m.Certificate().PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki})
+	other := pem.EncodeToMemory(&pem.Block{Type: "EC PARAMETERS", Bytes: []byte{6, 8, 42}})
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"certificate", []string{"cert", "pin", write("m.crt", certPEM)}},
+		{"certificate after other blocks", []string{"cert", "pin", write("chain.pem", append(other, certPEM...))}},
+		{"public key", []string{"cert", "pin", write("m.pub", keyPEM)}},
+		{"server", []string{"cert", "pin", "--connect", m.Listener.Addr().String()}},
+	} {
+		code, out, errOut := run(tc.args...)
+		if code != 0 || strings.TrimSpace(out) != want {
+			t.Errorf("%s: exit %d, %q (stderr %q); want %s", tc.name, code, out, errOut, want)
+		}
+	}
+
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	for _, tc := range []struct {
+		name, want string
+		code       int
+		args       []string
+	}{
+		{"no PEM", "no PEM CERTIFICATE or PUBLIC KEY block", 1, []string{"cert", "pin", write("x.txt", []byte("hello"))}},
+		{"bad certificate", "CERTIFICATE block", 1, []string{"cert", "pin", write("bad.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("junk")}))}},
+		{"missing file", "no such file", 1, []string{"cert", "pin", filepath.Join(dir, "none.crt")}},
+		{"file and server", "not both", 2, []string{"cert", "pin", "--connect", "127.0.0.1:1", write("m2.crt", certPEM)}},
+		{"nothing", "want one PEM file", 2, []string{"cert", "pin"}},
+		{"not HOST:PORT", "want HOST:PORT", 2, []string{"cert", "pin", "--connect", "localhost"}},
+		{"not TLS", "--connect " + plain.Listener.Addr().String(), 1, []string{"cert", "pin", "--connect", plain.Listener.Addr().String(), "--timeout", "5s"}},
+	} {
+		code, out, errOut := run(tc.args...)
+		if code != tc.code || out != "" || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit %d naming %q", tc.name, code, out, errOut, tc.code, tc.want)
+		}
+	}
+}
+
+// pinFromPEM never panics and, when it accepts input, found a block it
+// could parse.
+func FuzzPinFromPEM(f *testing.F) {
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n"))
+	f.Add([]byte("hello"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pin, err := pinFromPEM(data)
+		if err == nil && pin == (smarthttp.Pin{}) {
+			t.Fatal("accepted input without a pin")
+		}
+	})
 }
