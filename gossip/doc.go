@@ -32,6 +32,15 @@
 // Members (the clients' view) lists only alive members of this service;
 // Views lists all, keeping dead and left members for Config.DeadRetention.
 //
+// # Observers
+//
+// A node started with Config.Observer follows the cluster without serving:
+// a client-side proxy joins this way to learn the members first-hand. It
+// advertises observer metadata (the service name and a flag, no URL), so
+// no node lists it; its own Members lists the serving nodes, and Watch
+// tells it when that list changes. Its epoch follows the same rule as a
+// member's, but it publishes none, so members' epochs do not follow it.
+//
 // # The membership epoch
 //
 // wire.Members carries an epoch, and clients accept a member list only if

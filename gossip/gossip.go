@@ -17,16 +17,26 @@ import (
 )
 
 // Config configures a gossip node. The zero value of each field means the
-// documented default; URL and Service are required.
+// documented default; Service is required, and URL unless Observer is set.
 type Config struct {
-	// Name is the node's unique name in the cluster. Default: URL.
+	// Name is the node's unique name in the cluster. Default: URL; for an
+	// observer, "observer-" and 16 random hex digits.
 	Name string
 	// Service names the service; nodes of another service seen in the same
 	// cluster are ignored and counted. Required.
 	Service string
 	// URL is this member's own service URL, handed to clients. Required,
-	// absolute, at most 255 bytes.
+	// absolute, at most 255 bytes; empty for an observer.
 	URL string
+	// Observer makes the node follow the cluster without being a member of
+	// the service: it gossips, is probed and sees the members like any node
+	// (Members, Views, Watch), but advertises observer metadata (the service
+	// name only) that every node leaves out of its Members and Views and
+	// counts in Stats.Observers. URL, Zone and Load must be empty; Zone and
+	// SetDraining mean nothing for it. A client-side proxy uses it. Default
+	// false. See observer.go for why this is metadata and not a separate
+	// protocol.
+	Observer bool
 	// Zone is this member's zone for locality policies. Optional.
 	Zone string
 	// Load, if set, is called every LoadInterval for the load to advertise.
@@ -67,7 +77,11 @@ func (c *Config) Validate() error {
 	if err := checkText("Service", c.Service, maxServiceLen, false); err != nil {
 		return err
 	}
-	if err := checkURL(c.URL); err != nil {
+	if c.Observer {
+		if c.URL != "" || c.Zone != "" || c.Load != nil {
+			return errors.New("gossip: an Observer has no URL, Zone or Load")
+		}
+	} else if err := checkURL(c.URL); err != nil {
 		return fmt.Errorf("gossip: URL: %v", err)
 	}
 	if err := checkText("Zone", c.Zone, wire.MaxZoneLen, true); err != nil {
@@ -123,6 +137,7 @@ type Stats struct {
 	Oversized              uint64 // metadata above memberlist.MetaMaxSize
 	BadLoad                uint64 // load record out of range (wire.ErrOutOfRange)
 	Foreign                uint64 // metadata of another service
+	Observers              uint64 // observers of this service (not members, not errors)
 	BadLocalLoad           uint64 // our own Load func returned an invalid load
 	EpochBumps             uint64
 	MetaUpdates            uint64 // UpdateNode calls
@@ -138,6 +153,7 @@ type peer struct {
 type snapshot struct {
 	members wire.Members
 	views   []MemberView
+	next    chan struct{} // closed when a snapshot with another members list replaces this one
 }
 
 // Node is a running gossip member.
@@ -158,6 +174,7 @@ type Node struct {
 	snap     atomic.Pointer[snapshot]
 
 	kick     chan struct{}
+	syncReq  chan chan struct{} // Join's request for a refresh; the loop closes the channel after it
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
@@ -166,8 +183,8 @@ type Node struct {
 	epoch    uint64
 	lastView string
 
-	joins, updates, leaves, badMeta, oversized, badLoad, foreign atomic.Uint64
-	badLocal, bumps, metaUpdates, updateErrs                     atomic.Uint64
+	joins, updates, leaves, badMeta, oversized, badLoad, foreign, observers atomic.Uint64
+	badLocal, bumps, metaUpdates, updateErrs                                atomic.Uint64
 }
 
 // Start creates the memberlist node and starts advertising. Join it to a
@@ -178,6 +195,13 @@ func Start(cfg Config) (*Node, error) {
 	}
 	if cfg.Name == "" {
 		cfg.Name = cfg.URL
+		if cfg.Observer {
+			name, err := observerName()
+			if err != nil {
+				return nil, err
+			}
+			cfg.Name = name
+		}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -192,11 +216,12 @@ func Start(cfg Config) (*Node, error) {
 		cfg.DeadRetention = time.Minute
 	}
 	n := &Node{
-		cfg:   cfg,
-		peers: make(map[string]*peer),
-		kick:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		cfg:     cfg,
+		peers:   make(map[string]*peer),
+		kick:    make(chan struct{}, 1),
+		syncReq: make(chan chan struct{}),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	var mc *memberlist.Config
 	if cfg.Loopback {
@@ -243,10 +268,22 @@ func Start(cfg Config) (*Node, error) {
 func (n *Node) Addr() string { return n.addr }
 
 // Join contacts the given peers (host:port) and returns how many answered.
-// One reachable peer is enough.
-func (n *Node) Join(peers []string) (int, error) { return n.list.Join(peers) }
+// One reachable peer is enough. When Join returns, Members and Watch
+// reflect the state the answering peers sent (memberlist merges it, and
+// reports every node in it, before its Join returns).
+func (n *Node) Join(peers []string) (int, error) {
+	k, err := n.list.Join(peers)
+	done := make(chan struct{})
+	select {
+	case n.syncReq <- done:
+		<-done
+	case <-n.done: // stopped: there is no view to bring up to date
+	}
+	return k, err
+}
 
 // SetDraining marks this member as draining (or not) and gossips it at once.
+// An observer is never listed, so for it SetDraining changes nothing.
 func (n *Node) SetDraining(on bool) {
 	n.draining.Store(on)
 	n.poke()
@@ -278,7 +315,7 @@ func (n *Node) Stats() Stats {
 	return Stats{
 		Joins: n.joins.Load(), Updates: n.updates.Load(), Leaves: n.leaves.Load(),
 		BadMeta: n.badMeta.Load(), Oversized: n.oversized.Load(), BadLoad: n.badLoad.Load(),
-		Foreign: n.foreign.Load(), BadLocalLoad: n.badLocal.Load(), EpochBumps: n.bumps.Load(),
+		Foreign: n.foreign.Load(), Observers: n.observers.Load(), BadLocalLoad: n.badLocal.Load(), EpochBumps: n.bumps.Load(),
 		MetaUpdates: n.metaUpdates.Load(), UpdateErrors: n.updateErrs.Load(),
 	}
 }
@@ -292,10 +329,12 @@ func (n *Node) Stats() Stats {
 func (n *Node) Leave(timeout time.Duration) error {
 	n.stopLoop()
 	n.leaving.Store(true)
-	n.setMeta(n.buildMeta())
-	n.metaUpdates.Add(1)
-	if err := n.list.UpdateNode(timeout); err != nil {
-		n.updateErrs.Add(1)
+	if !n.cfg.Observer { // nobody lists an observer: nothing to announce
+		n.setMeta(n.buildMeta())
+		n.metaUpdates.Add(1)
+		if err := n.list.UpdateNode(timeout); err != nil {
+			n.updateErrs.Add(1)
+		}
 	}
 	return n.list.Leave(timeout)
 }
@@ -327,14 +366,22 @@ func (n *Node) loop() {
 	defer t.Stop()
 	for {
 		periodic := false
+		var synced chan struct{}
 		select {
 		case <-n.stop:
 			return
 		case <-n.kick:
+		case synced = <-n.syncReq:
 		case <-t.C:
 			periodic = true
 		}
 		changed := n.refresh()
+		if synced != nil {
+			close(synced)
+		}
+		if n.cfg.Observer {
+			continue // its metadata never changes and carries no epoch
+		}
 		if changed || periodic && n.cfg.Load != nil || n.metaStale() {
 			n.setMeta(n.buildMeta())
 			n.metaUpdates.Add(1)
@@ -356,6 +403,9 @@ func (n *Node) metaStale() bool {
 }
 
 func (n *Node) buildMeta() []byte {
+	if n.cfg.Observer {
+		return appendMeta(nil, meta{Service: n.cfg.Service, Observer: true})
+	}
 	now := n.cfg.Now()
 	var l wire.Load
 	if n.cfg.Load != nil {
@@ -429,7 +479,15 @@ func (n *Node) refresh() bool {
 		n.epoch = max(n.epoch+1, uint64(now.UnixMilli()), n.maxPeer+1)
 		n.bumps.Add(1)
 	}
-	n.snap.Store(&snapshot{members: wire.Members{Epoch: n.epoch, Members: ms}, views: views})
+	old := n.snap.Load()
+	next := make(chan struct{})
+	if old != nil && !changed {
+		next = old.next
+	}
+	n.snap.Store(&snapshot{members: wire.Members{Epoch: n.epoch, Members: ms}, views: views, next: next})
+	if old != nil && changed {
+		close(old.next) // after the Store, so a woken Watch sees the new view
+	}
 	return changed
 }
 
@@ -462,6 +520,10 @@ func (n *Node) observe(nd *memberlist.Node, kind int) {
 	switch {
 	case err == nil && m.Service != n.cfg.Service:
 		n.foreign.Add(1)
+	case err == nil && m.Observer:
+		if nd.Name != n.cfg.Name {
+			n.observers.Add(1)
+		}
 	case errors.Is(err, errMetaTooLarge), errors.Is(err, wire.ErrTooLarge):
 		n.oversized.Add(1)
 	case errors.Is(err, wire.ErrOutOfRange):
@@ -469,8 +531,9 @@ func (n *Node) observe(nd *memberlist.Node, kind int) {
 	case err != nil:
 		n.badMeta.Add(1)
 	}
-	if err != nil || m.Service != n.cfg.Service {
-		delete(n.peers, nd.Name) // never keep trusting a peer that turned bad
+	if err != nil || m.Service != n.cfg.Service || m.Observer {
+		// Not a member: never keep a peer that turned bad or became an observer.
+		delete(n.peers, nd.Name)
 		return
 	}
 	st := StateAlive

@@ -39,9 +39,18 @@ type meta struct {
 	// so peers can tell a graceful leave from a failure: memberlist's
 	// NotifyLeave does not say which it was.
 	Leaving bool
+	// Observer marks a node that follows the cluster but serves nothing
+	// (Config.Observer); only Service is set then.
+	Observer bool
 }
 
-const flagLeaving = 1
+const (
+	flagLeaving = 1
+	// flagObserver marks an observer's metadata. Parsers written before it
+	// refuse any flag but flagLeaving as malformed, so older nodes drop an
+	// observer too (counting it in BadMeta) and never list it.
+	flagObserver = 2
+)
 
 // appendMeta encodes m as
 //
@@ -49,7 +58,16 @@ const flagLeaving = 1
 //
 // where each len is one byte and the load record is wire.AppendLoad's text,
 // running to the end of the blob. Lengths are checked by Config.Validate.
+// An observer's metadata has flagObserver, the service, an empty url and
+// zone, and no load record:
+//
+//	version(1) | flagObserver | len(service) service | 0 | 0
 func appendMeta(dst []byte, m meta) []byte {
+	if m.Observer {
+		dst = append(dst, metaVersion, flagObserver, byte(len(m.Service)))
+		dst = append(dst, m.Service...)
+		return append(dst, 0, 0)
+	}
 	var flags byte
 	if m.Leaving {
 		flags |= flagLeaving
@@ -73,10 +91,10 @@ func parseMeta(b []byte) (meta, error) {
 	if len(b) < 2 || b[0] != metaVersion {
 		return meta{}, fmt.Errorf("%w: missing or unknown version", errMetaMalformed)
 	}
-	if b[1]&^flagLeaving != 0 {
+	if b[1]&^(flagLeaving|flagObserver) != 0 {
 		return meta{}, fmt.Errorf("%w: unknown flags %#x", errMetaMalformed, b[1])
 	}
-	leaving := b[1]&flagLeaving != 0
+	leaving, observer := b[1]&flagLeaving != 0, b[1]&flagObserver != 0
 	b = b[2:]
 	var fields [3]string
 	for i := range fields {
@@ -90,6 +108,13 @@ func parseMeta(b []byte) (meta, error) {
 	m := meta{Service: fields[0], URL: fields[1], Zone: fields[2], Leaving: leaving}
 	if err := checkText("service", m.Service, maxServiceLen, false); err != nil {
 		return meta{}, err
+	}
+	if observer {
+		// Exactly what appendMeta writes: an observer has nothing else to say.
+		if leaving || m.URL != "" || m.Zone != "" || len(b) != 0 {
+			return meta{}, fmt.Errorf("%w: observer metadata with member fields", errMetaMalformed)
+		}
+		return meta{Service: m.Service, Observer: true}, nil
 	}
 	if err := checkText("zone", m.Zone, wire.MaxZoneLen, true); err != nil {
 		return meta{}, err

@@ -46,6 +46,9 @@ commands:
 `
 
 const proxyUsage = `usage: smartclient proxy --member URL [--member URL ...] [flags]
+       smartclient proxy --service service://NAME --root URL --trust KEY.pub [flags]
+       smartclient proxy --registry etcd://HOST:PORT/SERVICE|consul://HOST:PORT/SERVICE [flags]
+       smartclient proxy --gossip-join HOST:PORT --gossip-service NAME [flags]
 
 Serves a reverse proxy (default on ` + DefaultListen + `) that sends every request
 through a director to one of the members, retrying idempotent requests on

@@ -58,6 +58,9 @@ type ProxyConfig struct {
 	// Registry, if set, takes the members from a registry (etcd or Consul)
 	// instead of Members, and keeps the director in step with it.
 	Registry *RegistrySpec
+	// Gossip, if set, takes the members from a gossip cluster, which the
+	// proxy joins as an observer, instead of Members (proxygossip.go).
+	Gossip *GossipSpec
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
 	// Default 10s.
 	ShutdownTimeout time.Duration
@@ -72,11 +75,13 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 		probePath, pollPath string
 		svc                 serviceFlags
 		registrySpec        string
+		gsp                 gossipFlags
 	)
 	fs := newFlagSet("proxy")
 	fs.StringVar(&cfg.Listen, "listen", DefaultListen, "address to listen on (port 0: any free port)")
 	fs.Var(&members, "member", "member base URL, e.g. http://10.0.0.1:8080 (repeat for each member)")
 	svc.register(fs)
+	gsp.register(fs)
 	fs.StringVar(&registrySpec, "registry", "", "take the members from a registry and follow its changes: etcd://HOST:PORT[,HOST:PORT]/SERVICE or consul://HOST:PORT/SERVICE[?tag=TAG]")
 	fs.StringVar(&cfg.Director.Policy, "policy", policy.Default, "selection policy: "+strings.Join(policy.Names(), ", "))
 	fs.IntVar(&cfg.Director.MaxAttempts, "max-attempts", 3, "attempts per request, first included (1 disables retries)")
@@ -103,6 +108,9 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 	if cfg.Members, err = members.members(); err != nil {
 		return cfg, err
 	}
+	if cfg.Gossip, err = gsp.spec(fs); err != nil {
+		return cfg, err
+	}
 	if registrySpec != "" {
 		spec, err := ParseRegistrySpec(registrySpec)
 		if err != nil {
@@ -114,7 +122,7 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 		cfg.Registry = &spec
 	}
 	switch {
-	case cfg.Registry != nil:
+	case cfg.Registry != nil, cfg.Gossip != nil:
 	case svc.name != "" && len(cfg.Members) > 0:
 		return cfg, usagef("give either --service or --member, not both")
 	case svc.name != "":
@@ -133,7 +141,7 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 			cfg.Director.MaxAttempts = 0
 		}
 	case len(cfg.Members) == 0:
-		return cfg, usagef("no members: give at least one --member http://HOST:PORT, --service service://NAME or --registry URL")
+		return cfg, usagef("no members: give at least one --member http://HOST:PORT, --service service://NAME, --registry URL or --gossip-join HOST:PORT")
 	}
 	if err := checkPolicy(cfg.Director.Policy); err != nil {
 		return cfg, err
@@ -213,6 +221,7 @@ func NewProxy(ctx context.Context, cfg ProxyConfig, logw io.Writer) (*Proxy, err
 	var (
 		d        *director.Director
 		closeDir func()
+		gf       *gossipFollower // nil without --gossip-join
 		boot     *bootstrap.Client
 	)
 	if cfg.Service != nil {
@@ -230,6 +239,12 @@ func NewProxy(ctx context.Context, cfg ProxyConfig, logw io.Writer) (*Proxy, err
 		boot = c
 		crt, _ := c.Certificate()
 		cfg.Members = crt.Members()
+	} else if cfg.Gossip != nil {
+		var err error
+		if gf, err = followGossip(ctx, *cfg.Gossip, cfg.Director, logw); err != nil {
+			return nil, err
+		}
+		d, cfg.Members, closeDir = gf.dir, gf.initial, gf.close
 	} else if cfg.Registry != nil {
 		var err error
 		if d, cfg.Members, closeDir, err = registryDirector(ctx, *cfg.Registry, cfg.Director); err != nil {
@@ -309,7 +324,7 @@ func NewProxy(ctx context.Context, cfg ProxyConfig, logw io.Writer) (*Proxy, err
 	mux.Handle("GET "+StatsPath, http.HandlerFunc(p.serveStats))
 	mux.Handle("GET "+MetricsPath, metrics)
 	mux.Handle("GET "+AltMetricsPath, metrics)
-	mux.Handle("/", p.measure(rp))
+	mux.Handle("/", p.measure(gf.wrap(rp)))
 	p.handler = mux
 	return p, nil
 }
