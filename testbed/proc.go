@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -166,17 +167,34 @@ func (p *Proc) Host() *Host { return p.host }
 // os.ErrProcessDone if the process had already exited.
 func (p *Proc) Kill() error { return p.signalGroup(syscall.SIGKILL) }
 
-// Stop sends SIGSTOP to the process group: the hang fault. The kernel
-// still completes TCP handshakes for its listening sockets, but nothing
-// reads or answers until Cont.
-func (p *Proc) Stop() error { return p.signalGroup(syscall.SIGSTOP) }
+// Stop sends SIGSTOP to the process group, the hang fault, and returns
+// once every process in the group has stopped: kill returns before its
+// target has been scheduled to stop, and on a busy machine a server goes
+// on answering for milliseconds after it. The kernel still completes TCP
+// handshakes for its listening sockets, but nothing reads or answers until
+// Cont. Stop returns os.ErrProcessDone if the process had exited or exits
+// meanwhile, and an error if the group has not stopped within 10s.
+func (p *Proc) Stop() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.signalGroupLocked(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	return p.waitStoppedLocked(stopTimeout)
+}
 
-// Cont sends SIGCONT to the process group, healing Stop.
+// Cont sends SIGCONT to the process group, healing Stop. The kernel makes
+// the stopped threads runnable before kill returns.
 func (p *Proc) Cont() error { return p.signalGroup(syscall.SIGCONT) }
 
 func (p *Proc) signalGroup(sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.signalGroupLocked(sig)
+}
+
+// signalGroupLocked is signalGroup for a caller holding p.mu.
+func (p *Proc) signalGroupLocked(sig syscall.Signal) error {
 	if p.gone {
 		return os.ErrProcessDone
 	}
@@ -186,6 +204,101 @@ func (p *Proc) signalGroup(sig syscall.Signal) error {
 		return fmt.Errorf("testbed: %v to process group %d: %w", sig, p.pid, err)
 	}
 	return nil
+}
+
+// stopTimeout bounds Stop's wait: a thread in uninterruptible sleep stops
+// only once it leaves it.
+const stopTimeout = 10 * time.Second
+
+// cldStopped is waitid's si_code for a child that has stopped (CLD_STOPPED).
+const cldStopped = 5
+
+// waitStoppedLocked waits until every process in the group has stopped.
+// The caller holds p.mu, so the leader is not reaped meanwhile and its pid
+// names it (and the group) throughout.
+func (p *Proc) waitStoppedLocked(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// The leader is this process's child: the kernel reports its stop once
+	// every one of its threads has stopped. WNOWAIT leaves the report, and
+	// an exit, to whoever waits next, so a waitid that outlives a timeout
+	// changes nothing when it returns.
+	leader := make(chan error, 1)
+	go func() {
+		var info unix.Siginfo
+		var err error
+		for {
+			err = unix.Waitid(unix.P_PID, p.pid, &info, unix.WSTOPPED|unix.WEXITED|unix.WNOWAIT, nil)
+			if !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+		if err == nil && info.Code != cldStopped {
+			err = os.ErrProcessDone // it exited instead
+		}
+		leader <- err
+	}()
+	select {
+	case err := <-leader:
+		if errors.Is(err, os.ErrProcessDone) {
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("testbed: waiting for process %d to stop: %w", p.pid, err)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("testbed: process %d still running %v after SIGSTOP", p.pid, timeout)
+	}
+	// The rest of the group (nginx's workers) are not this process's
+	// children, and no event says when they stop: poll their threads.
+	for _, pid := range groupMembers(p.pid) {
+		if pid == p.pid {
+			continue
+		}
+		for !threadsStopped(pid) {
+			if pause(ctx, time.Millisecond) != nil {
+				return fmt.Errorf("testbed: process %d of group %d still running %v after SIGSTOP", pid, p.pid, timeout)
+			}
+		}
+	}
+	return nil
+}
+
+// groupMembers lists the processes whose process group is pgid.
+func groupMembers(pgid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		// Fields from 3 on: state, ppid, pgrp.
+		if f, err := statFields("/proc/" + e.Name() + "/stat"); err == nil && len(f) > 2 && f[2] == strconv.Itoa(pgid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// threadsStopped reports whether every thread of pid is stopped (or
+// traced, or gone): none of them can run until SIGCONT.
+func threadsStopped(pid int) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return true // gone
+	}
+	for _, e := range ents {
+		f, err := statFields(dir + "/" + e.Name() + "/stat")
+		if err == nil && len(f) > 0 && !strings.ContainsAny(f[0], "TtZX") {
+			return false
+		}
+	}
+	return true
 }
 
 // Signal sends sig to the process alone (SIGTERM for a graceful stop).

@@ -59,22 +59,31 @@ func (r record) ownerAlive() bool {
 
 // procStart reads a process's start time from /proc/PID/stat.
 func procStart(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	f, err := statFields("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) may hold spaces and parentheses: count
-	// fields after its closing parenthesis, which is field 3 onwards.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("testbed: /proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
 	const startField = 22 - 3
 	if len(f) <= startField {
 		return 0, fmt.Errorf("testbed: /proc/%d/stat: %d fields", pid, len(f)+2)
 	}
 	return strconv.ParseUint(f[startField], 10, 64)
+}
+
+// statFields reads a /proc stat file (of a process or a thread) and
+// returns its fields from field 3 (the state) on.
+func statFields(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	// The command name (field 2) may hold spaces and parentheses: count
+	// fields after its closing parenthesis, which is field 3 onwards.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("testbed: %s: no command name", path)
+	}
+	return strings.Fields(string(b[i+1:])), nil
 }
 
 // lockRunDir takes the exclusive lock on RunDir; the kernel drops it if

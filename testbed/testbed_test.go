@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -171,16 +172,22 @@ func TestHostsReachEachOther(t *testing.T) {
 
 func TestFaults(t *testing.T) {
 	b := newBed(t, testbed.Config{Hosts: 4})
-	// This test flaked twice beside other packages' namespace tests (a
-	// SIGSTOPped host answered, then became unreachable); if it fails,
-	// leave what the machine looked like in the log.
-	t.Cleanup(func() {
-		if t.Failed() {
-			logMachineState(t, b)
-		}
-	})
 	hs := b.Hosts()
 	procs := make([]*testbed.Proc, len(hs))
+	// A failed reachability check logs what the machine looked like at
+	// that moment (the subtests after it change it); any other failure
+	// logs it at the end.
+	var logged atomic.Bool
+	logState := func(t *testing.T) {
+		if logged.CompareAndSwap(false, true) {
+			logMachineState(t, b, procs)
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			logState(t)
+		}
+	})
 	for i, h := range hs {
 		procs[i] = startServer(t, h)
 	}
@@ -188,6 +195,7 @@ func TestFaults(t *testing.T) {
 		t.Helper()
 		for _, h := range hosts {
 			if got := get(shortClient, "http://"+hostPort(h)+"/"); got != "ok "+h.Name {
+				logState(t)
 				t.Fatalf("after heal, gateway → %s: %q", h.Name, got)
 			}
 		}
@@ -209,9 +217,25 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("hang", func(t *testing.T) {
+		// Stop returns once the server has stopped, not once the signal is
+		// sent: on a busy machine a server answers for a while after that.
+		// The signal races the server's threads, so check a few times.
+		for range 20 {
+			if err := procs[1].Stop(); err != nil {
+				t.Fatal(err)
+			}
+			running := notStopped(t, procs[1].Pid())
+			if err := procs[1].Cont(); err != nil {
+				t.Fatal(err)
+			}
+			if len(running) > 0 {
+				t.Fatalf("Stop returned while threads of the server's group still ran (pid/tid state): %v", running)
+			}
+		}
 		if err := procs[1].Stop(); err != nil {
 			t.Fatal(err)
 		}
+		defer procs[1].Cont() // a failure here must not leave h2 stopped for the subtests after
 		// The kernel still completes the handshake...
 		if got := dialVerdict(hostPort(hs[1]), 5*time.Second); got != "ok" {
 			t.Errorf("dial a stopped server: %q, want ok (the kernel accepts)", got)
@@ -221,6 +245,7 @@ func TestFaults(t *testing.T) {
 		go func() { done <- get(&http.Client{Timeout: 20 * time.Second}, "http://"+hostPort(hs[1])+"/") }()
 		select {
 		case got := <-done:
+			logState(t)
 			t.Fatalf("a stopped server answered: %q", got)
 		case <-time.After(300 * time.Millisecond):
 		}
@@ -545,6 +570,25 @@ func TestNginx(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "legacy server\n" || !strings.HasPrefix(resp.Header.Get("Server"), "nginx") {
 		t.Fatalf("nginx answered %d %q, Server %q", resp.StatusCode, body, resp.Header.Get("Server"))
 	}
+	// Stop stops the worker with the master: once it returns nothing in
+	// the group runs, and a request waits for Cont.
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	running := notStopped(t, p.Pid())
+	got := get(&http.Client{Timeout: 300 * time.Millisecond}, "http://"+hostPort(h)+"/index.html")
+	if err := p.Cont(); err != nil {
+		t.Fatal(err)
+	}
+	if len(running) > 0 {
+		t.Errorf("Stop returned while threads of nginx's group still ran (pid/tid state): %v", running)
+	}
+	if got != "timeout" {
+		t.Errorf("a stopped nginx: %q, want timeout", got)
+	}
+	if got := get(shortClient, "http://"+hostPort(h)+"/index.html"); got != "ok " {
+		t.Errorf("nginx after Cont: %q, want an answer", got)
+	}
 	// Kill takes the workers with the master: nothing listens any more.
 	if err := p.Kill(); err != nil {
 		t.Fatal(err)
@@ -791,29 +835,117 @@ func TestDownSparesLiveBeds(t *testing.T) {
 	}
 }
 
-// logMachineState logs the network and process state a failed test needs
-// to be understood: the bed, every namespace and its processes, root
-// addresses and routes, and the beds' records.
-func logMachineState(t *testing.T, b *testbed.Bed) {
-	t.Logf("bed %s subnet %s", b.Name(), b.Subnet())
-	for _, args := range [][]string{
-		{"ip", "netns", "list"},
-		{"ip", "-br", "addr"},
-		{"ip", "route", "show", "table", "all"},
-		{"iptables", "-S"},
-		{"sh", "-c", "for f in /run/smartclient-testbed/*.json; do echo \"$f: $(cat $f)\"; done"},
-	} {
-		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-		t.Logf("$ %s (err %v)\n%s", strings.Join(args, " "), err, out)
+// logMachineState logs what a failed reachability check needs to be
+// understood: every bed on the machine (owner alive or not) and the
+// records, the root namespace's addresses, routes, neighbours, bridge
+// ports, FORWARD rules and the sysctls that route bridged frames through
+// them, each host's addresses, routes, neighbours, rules and qdiscs, and
+// every process in the bed's namespaces, thread by thread, with its
+// process group and state (T: stopped).
+func logMachineState(t *testing.T, b *testbed.Bed, procs []*testbed.Proc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := func(args ...string) string {
+		out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			return fmt.Sprintf("%s(%v)\n", out, err)
+		}
+		return string(out)
 	}
-	for _, h := range b.Hosts() {
-		for _, args := range [][]string{
-			{"ip", "netns", "pids", h.Namespace()},
-			{"ip", "netns", "exec", h.Namespace(), "ip", "-br", "addr"},
-			{"ip", "netns", "exec", h.Namespace(), "iptables", "-S"},
-		} {
-			out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-			t.Logf("$ %s (err %v)\n%s", strings.Join(args, " "), err, out)
+	var log strings.Builder
+	show := func(args ...string) { fmt.Fprintf(&log, "$ %s\n%s", strings.Join(args, " "), cmd(args...)) }
+
+	fmt.Fprintf(&log, "bed %s: subnet %s, gateway %s\n", b.Name(), b.Subnet(), b.Gateway())
+	for i, p := range procs {
+		if p != nil {
+			fmt.Fprintf(&log, "procs[%d]: pid %d on %s\n", i, p.Pid(), p.Host())
 		}
 	}
+	beds, err := testbed.List(ctx, "")
+	fmt.Fprintf(&log, "testbed.List: %v\n", err)
+	for _, bi := range beds {
+		fmt.Fprintf(&log, "  %+v\n", bi)
+	}
+	recs, _ := filepath.Glob(filepath.Join(testbed.RunDir, "*.json"))
+	for _, r := range recs {
+		body, err := os.ReadFile(r)
+		fmt.Fprintf(&log, "%s (%v): %s\n", r, err, strings.Join(strings.Fields(string(body)), " "))
+	}
+	for _, f := range []string{"/proc/sys/net/bridge/bridge-nf-call-iptables", "/proc/sys/net/ipv4/ip_forward"} {
+		v, err := os.ReadFile(f)
+		fmt.Fprintf(&log, "%s: %s (%v)\n", f, strings.TrimSpace(string(v)), err)
+	}
+	show("ip", "netns", "list")
+	show("ip", "-br", "addr")
+	show("ip", "route", "show", "table", "all")
+	show("ip", "neigh", "show")
+	show("bridge", "link", "show")
+	show("iptables", "-w", "5", "-S")
+	var pids []string
+	for _, h := range b.Hosts() {
+		ns := h.Namespace()
+		fmt.Fprintf(&log, "--- %s, netns %s\n", h, ns)
+		out := cmd("ip", "netns", "pids", ns)
+		fmt.Fprintf(&log, "$ ip netns pids %s\n%s", ns, out)
+		pids = append(pids, strings.Fields(out)...)
+		show("ip", "-n", ns, "-br", "addr")
+		show("ip", "-n", ns, "route")
+		show("ip", "-n", ns, "neigh")
+		show("ip", "netns", "exec", ns, "iptables", "-w", "5", "-S")
+		show("tc", "-n", ns, "qdisc", "show")
+	}
+	for _, p := range procs {
+		if p != nil && !slices.Contains(pids, strconv.Itoa(p.Pid())) {
+			pids = append(pids, strconv.Itoa(p.Pid()))
+		}
+	}
+	if len(pids) > 0 {
+		show("ps", "-L", "-o", "pid,lwp,ppid,pgid,stat,wchan:24,args", "-p", strings.Join(pids, ","))
+	}
+	t.Log(log.String())
+}
+
+// notStopped lists the threads of process group pgid that can still run,
+// as "pid/tid state"; it is empty once the whole group is stopped (T).
+func notStopped(t *testing.T, pgid int) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running []string
+	members := 0
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		// Fields from 3 on: state, ppid, pgrp.
+		if f := statFields("/proc/" + e.Name() + "/stat"); len(f) < 3 || f[2] != strconv.Itoa(pgid) {
+			continue
+		}
+		members++
+		tasks, _ := os.ReadDir("/proc/" + e.Name() + "/task")
+		for _, task := range tasks {
+			if f := statFields("/proc/" + e.Name() + "/task/" + task.Name() + "/stat"); len(f) > 0 && !strings.ContainsAny(f[0], "TtZX") {
+				running = append(running, e.Name()+"/"+task.Name()+" "+f[0])
+			}
+		}
+	}
+	if members == 0 {
+		t.Fatalf("no process in group %d", pgid)
+	}
+	return running
+}
+
+// statFields returns the fields of a /proc stat file from field 3 (the
+// state) on, after the command name, which may hold spaces; nil if the
+// process is gone.
+func statFields(path string) []string {
+	b, err := os.ReadFile(path)
+	i := strings.LastIndexByte(string(b), ')')
+	if err != nil || i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
 }
