@@ -6,6 +6,7 @@ require (
 	github.com/Shopify/toxiproxy/v2 v2.5.0
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/hashicorp/memberlist v0.7.0
+	github.com/jlaffaye/ftp v0.2.4
 	github.com/miekg/dns v1.1.73
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rs/zerolog v1.28.0

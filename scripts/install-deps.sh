@@ -9,16 +9,17 @@ cd "$(dirname "$0")/.."
 # and iptables for the testbed's network-namespace hosts and faults; nginx as
 # the unmodified legacy server (testbed, agent); etcd-server for the etcd
 # registry's tests against a real etcd; haproxy (and nginx) as the proxy
-# load balancers the benchmark compares against.
+# load balancers the benchmark compares against; vsftpd as the unmodified
+# FTP mirror of the download package's tests.
 # Only missing ones are installed (as root), so a prepared machine starts at once.
 need=()
-for pkg in gcc iproute2 iptables nginx haproxy etcd-server; do
+for pkg in gcc iproute2 iptables nginx haproxy etcd-server vsftpd; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Installing nginx, haproxy or etcd-server would start them as system
+  # Installing nginx, haproxy, etcd-server or vsftpd would start them as system
   # services; the tests start their own on free ports. A policy-rc.d that
   # says "no" keeps the packages from starting daemons (and from failing
   # where no init system runs); it is removed again if we made it.
