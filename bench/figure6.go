@@ -2,17 +2,18 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/smartclient/smartclient/balance"
 	"github.com/smartclient/smartclient/director"
+	"github.com/smartclient/smartclient/download"
 	"github.com/smartclient/smartclient/smarthttp"
 )
 
@@ -117,6 +118,11 @@ func fig6Point(ctx context.Context, ms *members, dl string, n int, warm, window 
 	for i, u := range ms.urls {
 		mem[i] = balance.Member{URL: u}
 	}
+	dir, err := os.MkdirTemp("", "smartclient-figure6-")
+	if err != nil {
+		return pt, err
+	}
+	defer os.RemoveAll(dir)
 	var bytes atomic.Int64
 	var errs atomic.Int64
 	runCtx, cancel := context.WithCancel(ctx)
@@ -129,15 +135,25 @@ func fig6Point(ctx context.Context, ms *members, dl string, n int, warm, window 
 		}
 		tr := smarthttp.NewTransport(d, nil)
 		client := &http.Client{Transport: tr}
+		// Our downloader is package download itself, as `smartclient get`
+		// runs it, writing each copy into a file of its own.
+		plain := smarthttp.NewBaseTransport()
+		dlCfg := download.Config{
+			ChunkSize: 64 << 10, Parallel: 4,
+			Client:   &http.Client{Transport: plain},
+			Progress: func(_ string, k int) { bytes.Add(int64(k)) },
+		}
+		dst := filepath.Join(dir, fmt.Sprintf("client-%d", i))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer d.Close()
 			defer tr.CloseIdleConnections()
+			defer plain.CloseIdleConnections()
 			for runCtx.Err() == nil {
 				var err error
 				if dl == DownloaderRanges {
-					err = downloadRanges(runCtx, client, "http://service"+filePath, FileSize, 64<<10, 4, &bytes)
+					_, err = download.Get(runCtx, d, filePath, dst, dlCfg)
 				} else {
 					err = downloadWhole(runCtx, client, "http://service"+filePath, &bytes)
 				}
@@ -192,59 +208,6 @@ func downloadWhole(ctx context.Context, c *http.Client, url string, n *atomic.In
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}
 	_, err = io.Copy(io.Discard, countingReader{resp.Body, n})
-	return err
-}
-
-// downloadRanges fetches size bytes of url as ranges of chunk bytes, par
-// at a time, each through the client's director.
-func downloadRanges(ctx context.Context, c *http.Client, url string, size, chunk int64, par int, n *atomic.Int64) error {
-	sem := make(chan struct{}, par)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	for off := int64(0); off < size; off += chunk {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return ctx.Err()
-		}
-		wg.Add(1)
-		go func(off int64) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			end := min(off+chunk, size) - 1
-			if err := getRange(ctx, c, url, off, end, n); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		}(off)
-	}
-	wg.Wait()
-	return first
-}
-
-func getRange(ctx context.Context, c *http.Client, url string, from, to int64, n *atomic.Int64) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Range", "bytes="+strconv.FormatInt(from, 10)+"-"+strconv.FormatInt(to, 10))
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusPartialContent {
-		return fmt.Errorf("range %d-%d: status %d", from, to, resp.StatusCode)
-	}
-	got, err := io.Copy(io.Discard, countingReader{resp.Body, n})
-	if err == nil && got != to-from+1 {
-		err = errors.New("short range reply")
-	}
 	return err
 }
 
