@@ -50,7 +50,7 @@
 // logical clock bumped only on a local view change:
 //
 //	when this node's view (the alive member URLs and zones) changes:
-//	    epoch = max(epoch+1, now in Unix milliseconds, maxPeerEpoch+1)
+//	    epoch = max(epoch+1, now in Unix microseconds, maxPeerEpoch+1)
 //
 // where maxPeerEpoch is the largest epoch seen in any peer's metadata. The
 // epoch is published in the node's metadata so that other nodes raise
@@ -69,7 +69,13 @@
 //     clock term keeps epochs growing across a restart of the whole
 //     cluster, which a pure Lamport counter (restarting at 1) would not.
 //
-// The trade-off: epochs are large numbers (milliseconds since 1970), and
+// The clock term is in microseconds, not milliseconds: a node that bumps
+// after a change it could not yet have heard of through a peer's epoch
+// still sorts after the lists published before the change began, unless
+// both fall in the same microsecond (in milliseconds a test caught a node
+// handing out a post-drain list with the same epoch as a pre-drain one).
+//
+// The trade-off: epochs are large numbers (microseconds since 1970), and
 // two concurrent changes seen by different nodes in different orders are
 // ordered arbitrarily until both nodes have seen both (no algorithm without
 // consensus avoids that). A node whose clock runs far ahead pushes everyone's

@@ -247,7 +247,7 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Tune != nil {
 		cfg.Tune(mc)
 	}
-	n.epoch = uint64(cfg.Now().UnixMilli())
+	n.epoch = uint64(cfg.Now().UnixMicro())
 	n.setMeta(n.buildMeta())
 	list, err := memberlist.Create(mc)
 	if err != nil {
@@ -476,7 +476,7 @@ func (n *Node) refresh() bool {
 	changed := string(key) != n.lastView
 	if changed {
 		n.lastView = string(key)
-		n.epoch = max(n.epoch+1, uint64(now.UnixMilli()), n.maxPeer+1)
+		n.epoch = max(n.epoch+1, uint64(now.UnixMicro()), n.maxPeer+1)
 		n.bumps.Add(1)
 	}
 	old := n.snap.Load()
