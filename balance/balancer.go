@@ -444,7 +444,9 @@ func (b *Balancer) Endpoints() []*Endpoint {
 	return slices.Clone(b.all)
 }
 
-// Stats returns a copy of every member's statistics at now.
+// Stats returns a copy of every member's statistics at now. A change of a
+// member's state shows here a moment before the pick set that reflects it
+// is published (Snapshot).
 func (b *Balancer) Stats(now int64) []EndpointStats {
 	out := make([]EndpointStats, 0, 8)
 	for _, e := range b.Endpoints() {

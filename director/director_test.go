@@ -566,7 +566,11 @@ func TestProber(t *testing.T) {
 	clk.Advance(4100 * time.Millisecond)
 	p = recv(t, probes, "probe 3")
 	p.result <- nil
-	waitFor(t, "the good probe to readmit", func() bool { return m0().State == balance.Healthy })
+	// The state changes before the new pick set is published: wait for both.
+	waitFor(t, "the good probe to readmit", func() bool {
+		return m0().State == balance.Healthy && slices.ContainsFunc(d.Balancer().Snapshot().Endpoints,
+			func(e *balance.Endpoint) bool { return e.Member.URL == ms[0].URL })
+	})
 	if err := d.Do(context.Background(), c); err != nil || m0tries.Load() != 4 {
 		t.Fatalf("after readmission: %v, %d tries", err, m0tries.Load())
 	}
