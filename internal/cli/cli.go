@@ -35,6 +35,7 @@ commands:
   demo      run a local cluster, load it, kill and add members, show a live table
   proxy     local reverse proxy that sends each request to the best member
   get       download a file from mirrors in parallel chunks, resuming failures elsewhere
+  shell     open an ssh session on the least-loaded of several sshd servers
   cert      keygen, sign, verify, inspect and endorse service certificates
   resolve   find a service's certificate through its roots (service://NAME)
   serve-cert  publish certificates from a directory as an HTTP root
@@ -103,6 +104,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		err = runDemo(ctx, rest, stdout, stderr)
 	case "get":
 		err = runGet(ctx, rest, stdout, stderr)
+	case "shell":
+		err = runShell(ctx, rest, stdout, stderr)
 	case "cert":
 		err = runCert(ctx, rest, stdout, stderr)
 	case "resolve":
@@ -126,7 +129,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	case "help", "-h", "-help", "--help":
 		return help(rest, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "smartclient: unknown command %q; commands: demo, proxy, get, cert, resolve, serve-cert, agent, member, testbed, bench, version, help\n", cmd)
+		fmt.Fprintf(stderr, "smartclient: unknown command %q; commands: demo, proxy, get, shell, cert, resolve, serve-cert, agent, member, testbed, bench, version, help\n", cmd)
 		return ExitUsage
 	}
 	return report(cmd, err, stdout, stderr)
@@ -171,6 +174,9 @@ func help(args []string, stdout, stderr io.Writer) int {
 	case "get":
 		_, err := parseGetFlags([]string{"-h"})
 		return report("get", err, stdout, stderr)
+	case "shell":
+		_, err := parseShellFlags([]string{"-h"})
+		return report("shell", err, stdout, stderr)
 	case "cert":
 		return report("cert", runCert(context.Background(), []string{"keygen", "-h"}, stdout, stderr), stdout, stderr)
 	case "resolve":
@@ -189,7 +195,7 @@ func help(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, mainUsage)
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "smartclient help: unknown command %q; commands: demo, proxy, get, cert, resolve, serve-cert, agent, member, testbed, bench, version, help\n", args[0])
+	fmt.Fprintf(stderr, "smartclient help: unknown command %q; commands: demo, proxy, get, shell, cert, resolve, serve-cert, agent, member, testbed, bench, version, help\n", args[0])
 	return ExitUsage
 }
 
