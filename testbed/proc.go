@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/smartclient/smartclient/internal/procwait"
 )
 
 // Cmd is a process to start on a host.
@@ -107,13 +109,7 @@ func (h *Host) Start(ctx context.Context, c Cmd) (*Proc, error) {
 // no signal meant for it can reach a new process that reuses its pid),
 // then reaps it.
 func (p *Proc) wait() {
-	for {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
+	procwait.Peek(p.pid, unix.WEXITED)
 	p.mu.Lock()
 	p.gone = true
 	p.mu.Unlock()
@@ -225,14 +221,7 @@ func (p *Proc) waitStoppedLocked(timeout time.Duration) error {
 	// changes nothing when it returns.
 	leader := make(chan error, 1)
 	go func() {
-		var info unix.Siginfo
-		var err error
-		for {
-			err = unix.Waitid(unix.P_PID, p.pid, &info, unix.WSTOPPED|unix.WEXITED|unix.WNOWAIT, nil)
-			if !errors.Is(err, syscall.EINTR) {
-				break
-			}
-		}
+		info, err := procwait.Peek(p.pid, unix.WSTOPPED|unix.WEXITED)
 		if err == nil && info.Code != cldStopped {
 			err = os.ErrProcessDone // it exited instead
 		}

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/smartclient/smartclient/internal/procwait"
 )
 
 // Auto as Config.Workers is nginx's "worker_processes auto": one worker a
@@ -334,13 +336,7 @@ type execProcess struct {
 // unreaped master still holds the group id (so the id cannot have been
 // reused), then reaps it.
 func (p *execProcess) wait() {
-	for {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
+	procwait.Peek(p.pid, unix.WEXITED)
 	p.mu.Lock()
 	syscall.Kill(-p.pid, syscall.SIGKILL)
 	p.gone = true
