@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/smartclient/smartclient/clock"
 )
@@ -14,6 +15,14 @@ const (
 	DefaultParallel  = 4
 	// MaxParallel bounds Config.Parallel.
 	MaxParallel = 64
+	// DefaultQuorum mirrors are asked which version of the file they serve.
+	DefaultQuorum = 3
+	// MaxQuorum bounds Config.Quorum.
+	MaxQuorum = 16
+	// DefaultQuorumWait bounds the wait for their answers.
+	DefaultQuorumWait = 2 * time.Second
+	// MaxQuorumWait bounds Config.QuorumWait.
+	MaxQuorumWait = time.Minute
 	// bufSize is the copy buffer of one attempt: memory in use is about
 	// Parallel × bufSize whatever the file size.
 	bufSize = 64 << 10
@@ -42,7 +51,20 @@ type Config struct {
 	// Requests ask for Accept-Encoding: identity, so byte offsets are
 	// offsets in the file.
 	Client *http.Client
-	// Clock times the download for Result.Elapsed. Default clock.Real.
+	// Quorum is how many mirrors (all of them if fewer) are asked for the
+	// file's size and validator before the download starts; the version
+	// most of them report is the one every reply, the first included, is
+	// held to, and the others are refused as stale. Default 3; valid
+	// 1..MaxQuorum; 1: no question, the first reply decides (the old
+	// behaviour, which a stale mirror answering first wins).
+	Quorum int
+	// QuorumWait bounds the wait for those answers: the version is decided
+	// as soon as more than half of the mirrors asked agree, else when all
+	// have answered or the wait ends, with whatever answered. Default 2 s;
+	// valid 0..MaxQuorumWait.
+	QuorumWait time.Duration
+	// Clock times the download for Result.Elapsed and the QuorumWait.
+	// Default clock.Real.
 	Clock clock.Clock
 	// Progress, if set, is called after every write to the file with the
 	// mirror the bytes came from and their number: for a progress display.
@@ -61,6 +83,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("download: ChunkSize %d must be in 1..%d (0: default %d)", c.ChunkSize, 1<<30, DefaultChunkSize)
 	case c.Parallel < 0 || c.Parallel > MaxParallel:
 		return fmt.Errorf("download: Parallel %d must be in 1..%d (0: default %d)", c.Parallel, MaxParallel, DefaultParallel)
+	case c.Quorum < 0 || c.Quorum > MaxQuorum:
+		return fmt.Errorf("download: Quorum %d must be in 1..%d (0: default %d)", c.Quorum, MaxQuorum, DefaultQuorum)
+	case c.QuorumWait < 0 || c.QuorumWait > MaxQuorumWait:
+		return fmt.Errorf("download: QuorumWait %v must be in 1ns..%v (0: default %v)", c.QuorumWait, MaxQuorumWait, DefaultQuorumWait)
 	case c.MaxSize < 0:
 		return fmt.Errorf("download: MaxSize %d must be >= 0 (0: no limit)", c.MaxSize)
 	}
@@ -78,6 +104,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Parallel == 0 {
 		c.Parallel = DefaultParallel
+	}
+	if c.Quorum == 0 {
+		c.Quorum = DefaultQuorum
+	}
+	if c.QuorumWait == 0 {
+		c.QuorumWait = DefaultQuorumWait
 	}
 	if c.Client == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()

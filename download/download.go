@@ -6,9 +6,13 @@
 // what makes this cheap: an attempt that fails mid-chunk keeps the bytes it
 // wrote, and the next mirror is asked only for the remainder.
 //
-// Every reply is checked against the first one: same size, same validator
-// (ETag, else Last-Modified), exactly the byte range asked for. A mirror
-// serving another version of the file fails its attempt and never
+// Which version of the file is the right one is decided by the mirrors'
+// agreement: before the first chunk, up to Config.Quorum mirrors are asked
+// for the file's size and validator, and the version most of them report
+// is the one the first reply must match. Every reply is then
+// checked against the first one: same size, same validator (ETag, else
+// Last-Modified), exactly the byte range asked for. A mirror serving
+// another version of the file is stale: it fails its attempt and never
 // contributes a byte. The file is written into a temporary file beside the
 // destination, fsynced, optionally checked against a SHA-256 digest and
 // only then renamed into place, so no partial file ever appears under the
@@ -40,8 +44,13 @@ import (
 // director's *director.Error for failures of every mirror).
 var (
 	// ErrVersion: a mirror serves a different version of the file (its
-	// validator or size differs from the first reply's).
+	// validator or size differs from the agreed version or the first
+	// reply's).
 	ErrVersion = errors.New("mirror serves a different version of the file")
+	// ErrDisagree: the mirrors asked report different versions in equal
+	// numbers and no date tells which is newer. Ask more mirrors
+	// (Config.Quorum), or use Quorum 1 and Config.SHA256.
+	ErrDisagree = errors.New("mirrors disagree on the file's version")
 	// ErrShort: a reply's body ended before the range asked for.
 	ErrShort = errors.New("reply ended early")
 	// ErrBadRange: a reply's Content-Range is missing, malformed or not the
@@ -100,6 +109,10 @@ type Result struct {
 	// Validator is the ETag (or, without one, Last-Modified) every reply
 	// was held to; empty if the mirrors sent neither.
 	Validator string
+	// Stale lists, by URL and sorted, the mirrors found serving a version
+	// other than the one downloaded, when asked or on an attempt: they
+	// contributed no bytes.
+	Stale []string
 	// WholeFile is set when the first mirror ignored the range request and
 	// sent the whole file, which was then streamed from it (and, after a
 	// failure, from other mirrors by range).
@@ -114,11 +127,12 @@ type Result struct {
 // file and returns an error naming the cause and, for failures of the
 // mirrors, every attempt. The Result is filled in either way.
 //
-// The first reply fixes the file's size and version: a mirror whose
-// validator differs is treated as a failure for that chunk and the
-// director tries another. If the first mirror serves the wrong version,
-// the others will all be refused: set Config.SHA256 to be sure of the
-// content.
+// The file's size and version are those most of the Config.Quorum mirrors
+// first asked report (see getter.agree); the first reply must match them and
+// fixes them for the rest. A mirror whose version differs is treated as a
+// failure for that chunk and the director tries another. If only stale
+// mirrors answer that question, their version is the one downloaded: set
+// Config.SHA256 to be sure of the content.
 func Get(ctx context.Context, d *director.Director, path, dst string, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
@@ -131,7 +145,7 @@ func Get(ctx context.Context, d *director.Director, path, dst string, cfg Config
 	}
 	cfg = cfg.withDefaults()
 	start := cfg.Clock.Now()
-	g := &getter{d: d, cfg: cfg, path: path, metaReady: make(chan struct{}), mirrors: map[string]*MirrorStats{}}
+	g := &getter{d: d, cfg: cfg, path: path, metaReady: make(chan struct{}), mirrors: map[string]*MirrorStats{}, stale: map[string]bool{}}
 	f, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".part-*")
 	if err != nil {
 		return Result{}, fmt.Errorf("download: temporary file for %s: %w", dst, err)
@@ -158,6 +172,11 @@ type getter struct {
 	path string
 	f    *os.File
 
+	// want is the version the mirrors agreed on, which the first reply
+	// must match; nil if none was decided (Quorum 1, or no answer). Set
+	// before the chunks start.
+	want *meta
+
 	metaOnce  sync.Once
 	metaReady chan struct{} // closed once meta is set
 	meta      meta
@@ -171,6 +190,7 @@ type getter struct {
 	mirrors map[string]*MirrorStats
 	fetched int64
 	retries int
+	stale   map[string]bool // mirrors found serving another version
 }
 
 // meta is what the first reply fixed. Set once, before metaReady closes.
@@ -214,7 +234,10 @@ func httpMeta(size int64, h http.Header) meta {
 // ETag if the first reply had one, else Last-Modified (as times, so that
 // the date an FTP mirror's MDTM gave matches an HTTP mirror's).
 func (m *meta) sameVersion(h http.Header) error {
-	etag, mod := h.Get("Etag"), h.Get("Last-Modified")
+	return m.sameValidators(h.Get("Etag"), h.Get("Last-Modified"))
+}
+
+func (m *meta) sameValidators(etag, mod string) error {
 	if m.etag != "" {
 		if etag != m.etag {
 			return fmt.Errorf("%w: ETag %s, want %s", ErrVersion, quote(etag), quote(m.etag))
@@ -236,6 +259,9 @@ func (g *getter) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
+	if err := g.agree(ctx); err != nil {
+		return err
+	}
 	fail := func(err error) {
 		once.Do(func() { first = err })
 		cancel(err)
@@ -386,6 +412,10 @@ func (g *getter) result() Result {
 	for _, m := range g.mirrors {
 		r.Mirrors = append(r.Mirrors, *m)
 	}
+	for u := range g.stale {
+		r.Stale = append(r.Stale, u)
+	}
+	sort.Strings(r.Stale)
 	sort.Slice(r.Mirrors, func(i, j int) bool { return r.Mirrors[i].URL < r.Mirrors[j].URL })
 	return r
 }
@@ -467,6 +497,9 @@ func (s *span) Cleanup(a *director.Attempt, err error) {
 	g.mu.Lock()
 	g.stats(a.Member.URL).Failures++
 	g.retries++
+	if errors.Is(err, ErrVersion) {
+		g.stale[a.Member.URL] = true
+	}
 	g.mu.Unlock()
 	g.cfg.Logf("download %s: %v (attempt %d); %d bytes of the span on disk", g.path, err, a.Number, s.position()-s.from)
 }
@@ -528,10 +561,14 @@ func (s *span) httpAction(ctx context.Context, a *director.Attempt, from, to int
 			if cr.Total < 0 || cr.Unsatisfied() {
 				return fail(fmt.Errorf("%w: Content-Range %q tells no size", ErrBadRange, cr.String()), director.MaybeProcessed)
 			}
+			m := httpMeta(cr.Total, resp.Header)
+			if err := g.wanted(m, false); err != nil {
+				return fail(err, director.MaybeProcessed)
+			}
 			if err := g.checkSize(cr.Total); err != nil {
 				return fail(err, director.Permanent)
 			}
-			g.setMeta(httpMeta(cr.Total, resp.Header))
+			g.setMeta(m)
 			to = min(to, cr.Total)
 			s.setEnd(to)
 		}
@@ -558,10 +595,18 @@ func (s *span) httpAction(ctx context.Context, a *director.Attempt, from, to int
 			return fail(ErrNoRange, director.MaybeProcessed)
 		}
 		size := resp.ContentLength // -1 if unknown
+		m := httpMeta(size, resp.Header)
+		if err := g.wanted(m, false); err != nil {
+			return fail(err, director.MaybeProcessed)
+		}
+		if size < 0 && g.want != nil {
+			// The agreed size: a stream that ends before it is short.
+			size = g.want.size
+			m.size = size
+		}
 		if err := g.checkSize(size); err != nil {
 			return fail(err, director.Permanent)
 		}
-		m := httpMeta(size, resp.Header)
 		m.whole = true
 		g.setMeta(m)
 		if err := g.meta.sameVersion(resp.Header); err != nil {
@@ -573,7 +618,11 @@ func (s *span) httpAction(ctx context.Context, a *director.Attempt, from, to int
 		// The one range request that fails on a good mirror: the first
 		// chunk of an empty file.
 		if cr, err := ParseContentRange(resp.Header.Get("Content-Range")); !known && err == nil && cr.Unsatisfied() && cr.Total == 0 {
-			g.setMeta(httpMeta(0, resp.Header))
+			m := httpMeta(0, resp.Header)
+			if err := g.wanted(m, false); err != nil {
+				return fail(err, director.MaybeProcessed)
+			}
+			g.setMeta(m)
 			s.setEnd(0)
 			return nil
 		}

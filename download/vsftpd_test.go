@@ -239,3 +239,38 @@ func descendants(pid int) []int {
 	}
 	return out
 }
+
+// TestFTPStaleFirst: a stale vsftpd mirror (other content, older date) is
+// asked first; a good vsftpd and a good HTTP mirror of the same date
+// outvote it, and it sends nothing.
+func TestFTPStaleFirst(t *testing.T) {
+	data, old := randomBytes(1<<20, 43), randomBytes(1<<20, 44)
+	mod := time.Unix(1700000000, 0)
+	root, stale := t.TempDir(), t.TempDir()
+	for d, b := range map[string][]byte{root: data, stale: old} {
+		f := filepath.Join(d, "file.bin")
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(f, mod, mod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(filepath.Join(stale, "file.bin"), time.Unix(1e9, 0), time.Unix(1e9, 0)); err != nil {
+		t.Fatal(err)
+	}
+	staleURL, _ := startVsftpd(t, stale, 0)
+	ftpURL, _ := startVsftpd(t, root, 0)
+	web := newMirror(data, "")
+	web.modtime = mod
+	urls := []string{staleURL, ftpURL, serve(t, web)}
+	dst := filepath.Join(t.TempDir(), "file.bin")
+	res, err := Get(t.Context(), newDirector(t, "round-robin", urls...), "/file.bin", dst, Config{ChunkSize: 256 << 10, Parallel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dst, data)
+	if st := bytesFrom(res, staleURL); st.Bytes != 0 || len(res.Stale) != 1 || res.Stale[0] != staleURL {
+		t.Fatalf("stale mirror %+v; result %+v", st, res)
+	}
+}

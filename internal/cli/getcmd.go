@@ -28,8 +28,10 @@ Downloads PATH (e.g. /pub/file.iso) from a group of mirrors (http://,
 https:// or anonymous ftp:// base URLs, mixed as you like): the file
 is fetched in chunks, each from the mirror the director picks, in
 parallel; a chunk that fails part-way is resumed from where it broke off
-on another mirror. A mirror serving a different version of the file (other
-ETag or Last-Modified) is never used for data. The file appears under its
+on another mirror. Up to --quorum mirrors are first asked which version
+of the file they serve (size and ETag or Last-Modified; over FTP, SIZE
+and MDTM): the version most of them report is downloaded, and a mirror
+serving another (a stale one) is never used for data. The file appears under its
 name (-o, default the last element of PATH) only once complete (and
 checked with --sha256); a failed download leaves nothing behind. Prints one
 'summary:' line. Exit status 0 on success, 1 if the download failed, 2 for
@@ -64,6 +66,8 @@ func parseGetFlags(args []string) (getConfig, error) {
 	fs.IntVar(&cfg.download.Parallel, "parallel", download.DefaultParallel, "chunks in flight at once, 1.."+strconv.Itoa(download.MaxParallel))
 	fs.StringVar(&cfg.download.SHA256, "sha256", "", "expected SHA-256 of the whole file, hex; checked before the file is moved into place")
 	fs.StringVar(&maxSize, "max-size", "0", "refuse a file larger than SIZE (0: no limit)")
+	fs.IntVar(&cfg.download.Quorum, "quorum", download.DefaultQuorum, "ask this many mirrors for the file's version first and download the one most report, 1.."+strconv.Itoa(download.MaxQuorum)+" (1: the first reply decides)")
+	fs.DurationVar(&cfg.download.QuorumWait, "quorum-wait", download.DefaultQuorumWait, "start with the answers received after this long, if the mirrors asked have not agreed by then")
 	pos, err := splitArgs(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return cfg, helpError{fs: fs, usage: getUsage}
@@ -94,6 +98,12 @@ func parseGetFlags(args []string) (getConfig, error) {
 	}
 	if p := cfg.download.Parallel; p < 1 || p > download.MaxParallel {
 		return cfg, usagef("--parallel %d: must be in 1..%d", p, download.MaxParallel)
+	}
+	if q := cfg.download.Quorum; q < 1 || q > download.MaxQuorum {
+		return cfg, usagef("--quorum %d: must be in 1..%d", q, download.MaxQuorum)
+	}
+	if w := cfg.download.QuorumWait; w <= 0 || w > download.MaxQuorumWait {
+		return cfg, usagef("--quorum-wait %v: must be in 1ns..%v", w, download.MaxQuorumWait)
 	}
 	if err := cfg.download.Validate(); err != nil {
 		return cfg, usagef("%v", strings.TrimPrefix(err.Error(), "download: "))
@@ -261,6 +271,10 @@ func getSummary(out string, r download.Result) string {
 		}
 		ms = append(ms, s)
 	}
-	return fmt.Sprintf("summary: file=%s bytes=%d seconds=%.3f mb_per_s=%.2f fetched=%d retries=%d mirrors=%s",
+	line := fmt.Sprintf("summary: file=%s bytes=%d seconds=%.3f mb_per_s=%.2f fetched=%d retries=%d mirrors=%s",
 		out, r.Size, secs, rate, r.Fetched, r.Retries, strings.Join(ms, ","))
+	if len(r.Stale) > 0 {
+		line += " stale=" + strings.Join(r.Stale, ",")
+	}
+	return line
 }

@@ -88,6 +88,8 @@ func TestGetBadCommandLines(t *testing.T) {
 		{[]string{"get", "--member", m, "--chunk", "0", "/f"}, `--chunk "0"`},
 		{[]string{"get", "--member", m, "--chunk", "2G", "/f"}, "ChunkSize 2147483648 must be in"},
 		{[]string{"get", "--member", m, "--parallel", "0", "/f"}, "--parallel 0: must be in 1..64"},
+		{[]string{"get", "--member", m, "--quorum", "0", "/f"}, "--quorum 0: must be in 1..16"},
+		{[]string{"get", "--member", m, "--quorum-wait", "0s", "/f"}, "--quorum-wait 0s: must be in 1ns..1m0s"},
 		{[]string{"get", "--member", m, "--sha256", "abc", "/f"}, `SHA256 "abc" must be 64 hexadecimal digits`},
 		{[]string{"get", "--member", m, "--max-size", "-1", "/f"}, `--max-size "-1"`},
 		{[]string{"get", "--member", m, "--policy", "best", "/f"}, `unknown policy "best"`},
