@@ -43,6 +43,7 @@ commands:
   member    an HTTP member: load reporting, service time, capacity, graceful drain
   testbed   network-namespace hosts for trying failures by hand: up, down, status, fault
   bench     side-by-side benchmark against HAProxy, nginx, DNS round robin and a direct connection
+  dns       authoritative DNS round robin over a service's healthy members (the classic alternative)
   version   print the version
   help      show this help, or 'help COMMAND' for a command's flags
 `
@@ -120,6 +121,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		err = runTestbed(ctx, rest, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, rest, stdout, stderr)
+	case "dns":
+		err = runDNS(ctx, rest, stdout, stderr, ready)
 	case "version", "-version", "--version":
 		if len(rest) > 0 {
 			err = usagef("unexpected argument %q", rest[0])
@@ -129,7 +132,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	case "help", "-h", "-help", "--help":
 		return help(rest, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "smartclient: unknown command %q; commands: demo, proxy, get, shell, cert, resolve, serve-cert, agent, member, testbed, bench, version, help\n", cmd)
+		fmt.Fprintf(stderr, "smartclient: unknown command %q; commands: demo, proxy, get, shell, cert, resolve, serve-cert, agent, member, testbed, bench, dns, version, help\n", cmd)
 		return ExitUsage
 	}
 	return report(cmd, err, stdout, stderr)
@@ -191,11 +194,13 @@ func help(args []string, stdout, stderr io.Writer) int {
 		return report("testbed", runTestbed(context.Background(), []string{"-h"}, stdout, stderr), stdout, stderr)
 	case "bench":
 		return report("bench", runBench(context.Background(), []string{"-h"}, stdout, stderr), stdout, stderr)
+	case "dns":
+		return report("dns", runDNS(context.Background(), []string{"-h"}, stdout, stderr, nil), stdout, stderr)
 	case "version", "help":
 		fmt.Fprint(stdout, mainUsage)
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "smartclient help: unknown command %q; commands: demo, proxy, get, shell, cert, resolve, serve-cert, agent, member, testbed, bench, version, help\n", args[0])
+	fmt.Fprintf(stderr, "smartclient help: unknown command %q; commands: demo, proxy, get, shell, cert, resolve, serve-cert, agent, member, testbed, bench, dns, version, help\n", args[0])
 	return ExitUsage
 }
 
