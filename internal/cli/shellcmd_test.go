@@ -294,7 +294,8 @@ func TestShellOnLeastLoadedSSHD(t *testing.T) {
 	}
 }
 
-// agentUtil reads the util an agent reports.
+// agentUtil reads the util an agent reports, and fails while the agent
+// reports its sshd unhealthy.
 func agentUtil(host string, port int) (float64, error) {
 	c := &http.Client{Timeout: time.Second}
 	resp, err := c.Get(fmt.Sprintf("http://%s:%d/load", host, port))
@@ -303,10 +304,18 @@ func agentUtil(host string, port int) (float64, error) {
 	}
 	defer resp.Body.Close()
 	var r struct {
-		Util float64 `json:"util"`
+		Util    float64 `json:"util"`
+		Healthy bool    `json:"healthy"`
 	}
-	err = json.NewDecoder(resp.Body).Decode(&r)
-	return r.Util, err
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	if !r.Healthy {
+		// Still reporting the check of a restarted sshd that failed: the
+		// member would be left out as draining, not tried.
+		return r.Util, errors.New("agent reports the sshd unhealthy")
+	}
+	return r.Util, nil
 }
 
 // newTCPGreeter is a loopback server that writes greet to each connection
