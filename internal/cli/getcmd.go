@@ -121,14 +121,7 @@ func parseGetFlags(args []string) (getConfig, error) {
 			return cfg, err
 		}
 		cfg.service = &bc
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if !set["policy"] { // the certificate chooses what the command line leaves unsaid
-			cfg.dir.Policy = ""
-		}
-		if !set["max-attempts"] {
-			cfg.dir.MaxAttempts = 0
-		}
+		leaveToCertificate(fs, &cfg.dir)
 	case len(ms) == 0:
 		return cfg, usagef("no mirrors: give at least one --member http://HOST:PORT or --service service://NAME")
 	}

@@ -131,15 +131,7 @@ func parseProxyFlags(args []string) (ProxyConfig, error) {
 			return cfg, err
 		}
 		cfg.Service = &bc
-		// The certificate chooses what the command line leaves unsaid.
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if !set["policy"] {
-			cfg.Director.Policy = ""
-		}
-		if !set["max-attempts"] {
-			cfg.Director.MaxAttempts = 0
-		}
+		leaveToCertificate(fs, &cfg.Director)
 	case len(cfg.Members) == 0:
 		return cfg, usagef("no members: give at least one --member http://HOST:PORT, --service service://NAME, --registry URL or --gossip-join HOST:PORT")
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/smartclient/smartclient/bootstrap"
 	"github.com/smartclient/smartclient/cache"
 	"github.com/smartclient/smartclient/cert"
+	"github.com/smartclient/smartclient/director"
 	"github.com/smartclient/smartclient/resolve"
 )
 
@@ -153,5 +154,20 @@ func printOutcomes(w io.Writer, outs []resolve.Outcome) {
 		default:
 			fmt.Fprintf(w, "root %s: version %d (%v)\n", o.Root, o.Version, o.Elapsed.Round(time.Millisecond))
 		}
+	}
+}
+
+// leaveToCertificate clears the director settings that fs's command line
+// did not set (--policy, --max-attempts), so that the service
+// certificate's choices apply: the certificate chooses what the command
+// line leaves unsaid.
+func leaveToCertificate(fs *flag.FlagSet, c *director.Config) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["policy"] {
+		c.Policy = ""
+	}
+	if !set["max-attempts"] {
+		c.MaxAttempts = 0
 	}
 }
