@@ -163,12 +163,17 @@ func TestQuorumWait(t *testing.T) {
 		res, err := Get(t.Context(), newDirector(t, "round-robin", urls...), "/file", dst, Config{ChunkSize: 64 << 10, Clock: clk, QuorumWait: time.Second})
 		done <- out{res, err}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
+	// The fake clock says nothing when a timer is armed: poll on a ticker
+	// until the wait is armed and every mirror was asked, with a deadline.
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
 	for clk.Pending() == 0 || good.asked.Load() == 0 || holes[0].asked.Load() == 0 || holes[1].asked.Load() == 0 {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatal("the mirrors were not asked")
+		case <-tick.C:
 		}
-		time.Sleep(time.Millisecond) // polling for the event, with a deadline
 	}
 	select {
 	case o := <-done:
