@@ -194,6 +194,17 @@ func checkFile(t *testing.T, path string, want []byte) {
 	}
 }
 
+// mirrorsUsed counts the mirrors that contributed bytes to r.
+func mirrorsUsed(r Result) int {
+	n := 0
+	for _, m := range r.Mirrors {
+		if m.Bytes > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func bytesFrom(r Result, url string) MirrorStats {
 	for _, m := range r.Mirrors {
 		if m.URL == url {
@@ -224,12 +235,7 @@ func TestThreeMirrors(t *testing.T) {
 	if res.Size != int64(len(data)) || res.Fetched != res.Size || res.Retries != 0 || res.Validator != `"v1"` || res.WholeFile {
 		t.Fatalf("result %+v", res)
 	}
-	used := 0
-	for _, m := range res.Mirrors {
-		if m.Bytes > 0 {
-			used++
-		}
-	}
+	used := mirrorsUsed(res)
 	if used < 2 {
 		t.Fatalf("only %d mirror used: %+v", used, res.Mirrors)
 	}

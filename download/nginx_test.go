@@ -71,12 +71,7 @@ func TestNginxMirrors(t *testing.T) {
 	}
 	checkFile(t, dst, data)
 	onlyFiles(t, dir, "file.bin")
-	used := 0
-	for _, m := range res.Mirrors {
-		if m.Bytes > 0 {
-			used++
-		}
-	}
+	used := mirrorsUsed(res)
 	if used < 2 || res.Fetched != res.Size || res.Retries != 0 || res.Validator == "" {
 		t.Fatalf("%d mirrors used; result %+v", used, res)
 	}
