@@ -146,7 +146,7 @@ func (c Config) withDefaults() Config {
 		c.Clock = clock.Real{}
 	}
 	if c.Rand == nil {
-		c.Rand = globalRand{}
+		c.Rand = GlobalRand{}
 	}
 	return c
 }

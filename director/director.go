@@ -134,9 +134,12 @@ type Director struct {
 	probesRunning                                   sync.WaitGroup
 }
 
-type globalRand struct{}
+// GlobalRand is the balance.Rand every director uses unless Config.Rand
+// says otherwise: math/rand/v2's global generator, safe for concurrent use.
+type GlobalRand struct{}
 
-func (globalRand) Uint64() uint64 { return rand.Uint64() }
+// Uint64 implements balance.Rand.
+func (GlobalRand) Uint64() uint64 { return rand.Uint64() }
 
 // New returns a director over members. Call Close when done.
 func New(cfg Config, members []balance.Member) (*Director, error) {

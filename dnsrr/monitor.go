@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -70,7 +69,7 @@ func (c MonitorConfig) withDefaults() MonitorConfig {
 		c.Clock = clock.Real{}
 	}
 	if c.Rand == nil {
-		c.Rand = globalRand{}
+		c.Rand = director.GlobalRand{}
 	}
 	return c
 }
@@ -83,9 +82,6 @@ func (c MonitorConfig) Validate() error {
 	return c.Health.Validate()
 }
 
-type globalRand struct{}
-
-func (globalRand) Uint64() uint64 { return rand.Uint64() }
 
 // ProbeChecker turns a director.Prober (such as smarthttp.Prober) into the
 // director.LoadPoller a Monitor checks members with: a probe that passes
