@@ -82,7 +82,6 @@ func (c MonitorConfig) Validate() error {
 	return c.Health.Validate()
 }
 
-
 // ProbeChecker turns a director.Prober (such as smarthttp.Prober) into the
 // director.LoadPoller a Monitor checks members with: a probe that passes
 // is a member fit for work with no load to report.
